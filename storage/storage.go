@@ -1,0 +1,197 @@
+// Package storage defines the small interface every Reprise backend
+// implements, the errors drivers report, and URL-based opening of drivers.
+//
+// A driver stores immutable objects under slash-separated keys. It knows
+// nothing of encryption, chunking or snapshots: everything it is handed is
+// already sealed by the layers above, and every key it is handed is opaque
+// (random or keyed-hash hex), so a backend learns neither content nor tenant
+// names.
+//
+// # Contract
+//
+// Keys are non-empty, slash-separated, made of [a-z0-9._-] segments, and
+// never start or end with a slash. Objects are written whole: a reader never
+// observes a partly written object under its final key, whatever happens to
+// the writer (crash, cancelled context, full disk). Objects are immutable
+// once written; [Storage.Put] with [PutOptions.IfNotExist] is the only
+// conditional operation and exactly one of several concurrent creators of a
+// key wins.
+//
+// Errors wrap the sentinels below with %w, so callers test them with
+// [errors.Is]: [ErrNotExist] for a missing object, [ErrExist] for a lost
+// create-only race, [ErrTransient] for failures worth retrying,
+// [ErrPermission] for refused credentials, [ErrInvalidRange] for a read
+// starting past the end of an object (or at a negative offset),
+// [ErrInvalidKey] for a key (or a List prefix) that breaks the key syntax.
+// An operation called with a cancelled or expired context fails with an
+// error for which errors.Is(err, ctx.Err()) holds, and a Put that fails for
+// any reason (cancelled context, failing reader, full disk) leaves no new
+// object and does not disturb an existing one.
+//
+// The package [github.com/reprise-backup/reprise/storage/storagetest] holds
+// the conformance suite that pins these rules down; every driver and every
+// wrapper runs it.
+//
+// # URLs
+//
+// [Open] turns a repository location into a driver:
+//
+//   - a plain path, absolute or relative ("/srv/backup", "./repo"), opens the
+//     local filesystem driver [FS] on that directory;
+//   - file:///srv/backup (also file:/srv/backup) is the same with a URL;
+//     the query parameter nosync=1 skips fsync (tests, scratch repositories);
+//   - mem://NAME opens an in-memory store [Mem] shared by every Open of the
+//     same NAME within the process (handy in tests: a backup and a restore
+//     opened separately see the same objects); mem:// alone opens a fresh,
+//     private one;
+//   - cloud schemes (s3://, gs://, azblob://) are served by drivers in
+//     subpackages that register themselves when linked in, so a program
+//     that wants them adds a blank import, for example
+//     import _ "github.com/reprise-backup/reprise/storage/s3store".
+//
+// Drivers register further schemes with [Register] from an init function.
+//
+// # Wrappers
+//
+// Decorators add behaviour to any driver and implement [Wrapper]:
+// storage/retry retries transient failures, storage/faulty injects faults
+// and latency for tests and drills, storage/metered counts and logs
+// operations.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Sentinel errors. Drivers wrap them (fmt.Errorf("...: %w", ErrNotExist))
+// so that both the sentinel and the driver's own error can be inspected.
+var (
+	// ErrNotExist reports that no object exists under the key.
+	ErrNotExist = errors.New("storage: object does not exist")
+	// ErrExist reports that a create-only put found the key already taken.
+	ErrExist = errors.New("storage: object already exists")
+	// ErrTransient reports a failure that may succeed if retried
+	// (timeouts, throttling, connection resets, 5xx answers).
+	ErrTransient = errors.New("storage: transient failure")
+	// ErrPermission reports that the backend refused the credentials or
+	// the access (for the filesystem driver: EACCES, EPERM, EROFS).
+	ErrPermission = errors.New("storage: permission denied")
+	// ErrInvalidRange reports a read that starts past the end of an object
+	// or at a negative offset.
+	ErrInvalidRange = errors.New("storage: invalid range")
+	// ErrInvalidKey reports a key that breaks the key syntax (see
+	// [ValidKey]), or a List prefix that no valid key can start with (see
+	// [ValidPrefix]).
+	ErrInvalidKey = errors.New("storage: invalid key")
+)
+
+// Info describes a stored object.
+type Info struct {
+	Key     string
+	Size    int64
+	ModTime time.Time // zero when the backend does not report it
+}
+
+// PutOptions tunes one [Storage.Put]. The zero value is a plain,
+// overwriting put.
+type PutOptions struct {
+	// IfNotExist makes the put create-only: when an object already exists
+	// under the key the put fails with an error wrapping ErrExist and the
+	// existing object is left untouched.
+	IfNotExist bool
+}
+
+// Storage is a backend holding immutable objects. Implementations must be
+// safe for concurrent use by multiple goroutines.
+type Storage interface {
+	// Put stores size bytes read from r under key, atomically: the object
+	// becomes visible whole or not at all. r is read with ReadAt so a
+	// driver (or a retry wrapper) may read it more than once or in
+	// parallel parts.
+	Put(ctx context.Context, key string, r io.ReaderAt, size int64, opts *PutOptions) error
+
+	// Get opens the byte range [off, off+n) of the object for reading.
+	// n < 0 reads to the end. A range running past the end is cut at the
+	// end; off equal to the size yields an empty reader; off beyond the
+	// size, or negative, fails with ErrInvalidRange (a missing object
+	// fails with ErrNotExist whatever the range). The caller must close
+	// the reader.
+	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+
+	// Stat returns the object's size.
+	Stat(ctx context.Context, key string) (Info, error)
+
+	// List calls fn for every object whose key starts with prefix, in
+	// lexical (byte-wise) key order, paging through the backend as
+	// needed. The prefix is a plain string prefix, not a directory: "a/b"
+	// matches "a/b/c" and "a/bc" alike, while "a/b/" matches only the
+	// former. A prefix no valid key can start with (see [ValidPrefix])
+	// fails with ErrInvalidKey; the empty prefix lists everything. An error
+	// returned by fn stops the listing and is returned by List unwrapped.
+	List(ctx context.Context, prefix string, fn func(Info) error) error
+
+	// Delete removes the object. Deleting a missing object fails with an
+	// error wrapping ErrNotExist.
+	Delete(ctx context.Context, key string) error
+
+	// Close releases the driver's resources.
+	Close() error
+}
+
+// Wrapper is implemented by decorators (retry, fault injection, metrics)
+// so callers can reach the driver underneath.
+type Wrapper interface {
+	Unwrap() Storage
+}
+
+// ValidKey reports whether key follows the key syntax of this package.
+func ValidKey(key string) bool {
+	if key == "" || len(key) > 1024 || key[0] == '/' || key[len(key)-1] == '/' {
+		return false
+	}
+	prevSlash := false
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case c == '/':
+			if prevSlash {
+				return false
+			}
+			prevSlash = true
+			continue
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+		if c == '.' && (i == 0 || key[i-1] == '/') {
+			// No segment may start with a dot: keeps "." and ".." and
+			// hidden temp files of drivers out of the key space.
+			return false
+		}
+		prevSlash = false
+	}
+	return true
+}
+
+// ValidPrefix reports whether some valid key starts with prefix, that is
+// whether prefix is acceptable to [Storage.List]. The empty prefix is valid.
+func ValidPrefix(prefix string) bool {
+	// Any valid key can be extended by a letter ("a/b" -> "a/ba") or, when
+	// it ends with a slash, completed by one ("a/" -> "a/a"), so checking
+	// the prefix itself and the prefix plus one letter covers every case.
+	return prefix == "" || ValidKey(prefix) || ValidKey(prefix+"a")
+}
+
+// ReadAll reads a whole object. It is a convenience for small objects
+// (configuration, envelopes, indexes, snapshots).
+func ReadAll(ctx context.Context, s Storage, key string) ([]byte, error) {
+	rc, err := s.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
