@@ -1,0 +1,121 @@
+package format
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Payload encodings: the first byte of every sealed plaintext says how the
+// rest is encoded.
+const (
+	EncodingRaw  byte = 0
+	EncodingZstd byte = 1
+)
+
+var (
+	encOnce sync.Once
+	enc     *zstd.Encoder
+	decOnce sync.Once
+	dec     *zstd.Decoder // output capped at the capacity of dst
+	metaDec *zstd.Decoder // output capped at MaxMetaSize
+)
+
+func encoder() *zstd.Encoder {
+	encOnce.Do(func() {
+		var err error
+		enc, err = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithEncoderCRC(false), // sealed by AES-GCM already
+			zstd.WithZeroFrames(true),
+			zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			panic(err)
+		}
+	})
+	return enc
+}
+
+func decoders() (capped, meta *zstd.Decoder) {
+	decOnce.Do(func() {
+		var err error
+		dec, err = zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithDecodeAllCapLimit(true),
+			zstd.WithDecoderMaxMemory(MaxMetaSize),
+			zstd.IgnoreChecksum(true))
+		if err != nil {
+			panic(err)
+		}
+		metaDec, err = zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithDecoderMaxMemory(MaxMetaSize),
+			zstd.IgnoreChecksum(true))
+		if err != nil {
+			panic(err)
+		}
+	})
+	return dec, metaDec
+}
+
+// Encode appends the payload encoding of src to dst: an encoding byte
+// followed by src compressed with zstd when that saves at least 1/32 of its
+// size, or src itself otherwise (data an application already encrypted or
+// compressed). zstd gives up early on such data, so the check costs little.
+// compress false stores src raw without trying.
+func Encode(dst, src []byte, compress bool) []byte {
+	if compress && len(src) >= 64 {
+		start := len(dst)
+		dst = append(dst, EncodingZstd)
+		out := encoder().EncodeAll(src, dst)
+		if len(out)-start-1 <= len(src)-len(src)/32 {
+			return out
+		}
+		dst = out[:start]
+	}
+	dst = append(dst, EncodingRaw)
+	return append(dst, src...)
+}
+
+// Decode appends the decoded payload to dst. rawLen, when >= 0, is the
+// expected decoded length: a payload decoding to another length is
+// corrupt, and decompression stops as soon as it would exceed rawLen, so a
+// hostile payload cannot make the decoder allocate more. With rawLen < 0
+// the output is bounded by MaxMetaSize.
+func Decode(dst, payload []byte, rawLen int) ([]byte, error) {
+	if len(payload) == 0 {
+		return nil, fmt.Errorf("%w: empty payload", ErrCorrupt)
+	}
+	if rawLen < 0 && len(payload)-1 > MaxMetaSize {
+		return nil, fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrCorrupt, len(payload)-1, MaxMetaSize)
+	}
+	start := len(dst)
+	switch payload[0] {
+	case EncodingRaw:
+		dst = append(dst, payload[1:]...)
+	case EncodingZstd:
+		capped, meta := decoders()
+		var err error
+		if rawLen >= 0 {
+			// Cap the output: room for exactly rawLen bytes (the three-index
+			// slice hides any extra capacity from the decoder).
+			dst = slices.Grow(dst, rawLen)
+			dst, err = capped.DecodeAll(payload[1:], dst[:start:start+rawLen])
+		} else {
+			dst, err = meta.DecodeAll(payload[1:], dst)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown payload encoding %d", ErrCorrupt, payload[0])
+	}
+	if rawLen >= 0 && len(dst)-start != rawLen {
+		return nil, fmt.Errorf("%w: payload decodes to %d bytes, want %d", ErrCorrupt, len(dst)-start, rawLen)
+	}
+	return dst, nil
+}

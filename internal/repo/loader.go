@@ -1,0 +1,201 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/reprise-backup/reprise/crypto"
+	"github.com/reprise-backup/reprise/internal/format"
+	"github.com/reprise-backup/reprise/storage"
+)
+
+// ErrChunkMissing reports a chunk that no index names.
+var ErrChunkMissing = errors.New("chunk not in any index")
+
+// ErrChunkMismatch reports a chunk whose plaintext does not hash to its ID.
+var ErrChunkMismatch = errors.New("chunk content does not match its ID")
+
+// ChunkError reports a chunk that could not be read, naming the chunk and
+// the object it was read from.
+type ChunkError struct {
+	ID     crypto.ID
+	Object string // pack object key; empty when the chunk is not indexed
+	Err    error
+}
+
+func (e *ChunkError) Error() string {
+	if e.Object == "" {
+		return fmt.Sprintf("chunk %s: %v", e.ID.Short(), e.Err)
+	}
+	return fmt.Sprintf("chunk %s in %s: %v", e.ID.Short(), e.Object, e.Err)
+}
+
+func (e *ChunkError) Unwrap() error { return e.Err }
+
+// Loader reads chunks back: a ranged read of the pack, authenticated
+// decryption, decoding, and a check of the chunk's ID. It is safe for
+// concurrent use; each goroutine passes its own Scratch.
+type Loader struct {
+	t   *Tenant
+	idx *Index
+
+	mu      sync.Mutex
+	ciphers map[crypto.ID]*crypto.ObjectCipher
+}
+
+// Scratch holds one goroutine's reusable buffers for Loader.
+type Scratch struct {
+	sealed []byte
+	opener format.BlobOpener
+	hasher map[uint32]*crypto.IDHasher
+}
+
+// NewLoader returns a loader over the tenant's index.
+func (t *Tenant) NewLoader(idx *Index) *Loader {
+	return &Loader{t: t, idx: idx, ciphers: map[crypto.ID]*crypto.ObjectCipher{}}
+}
+
+// Index returns the loader's index.
+func (l *Loader) Index() *Index { return l.idx }
+
+// PackCipher returns the (cached) cipher of a pack.
+func (l *Loader) PackCipher(p PackRef) (*crypto.ObjectCipher, error) {
+	l.mu.Lock()
+	c, ok := l.ciphers[p.ID]
+	l.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	keys, err := l.t.Keys(p.Gen)
+	if err != nil {
+		return nil, err
+	}
+	c, err = crypto.NewObjectCipher(&keys.Data, &p.ID)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if len(l.ciphers) > 4096 { // bound the cache; rebuilding a cipher is cheap
+		clear(l.ciphers)
+	}
+	l.ciphers[p.ID] = c
+	l.mu.Unlock()
+	return c, nil
+}
+
+func (l *Loader) hasherFor(s *Scratch, gen uint32) (*crypto.IDHasher, error) {
+	if s.hasher == nil {
+		s.hasher = map[uint32]*crypto.IDHasher{}
+	}
+	if h, ok := s.hasher[gen]; ok {
+		return h, nil
+	}
+	keys, err := l.t.Keys(gen)
+	if err != nil {
+		return nil, err
+	}
+	h := crypto.NewIDHasher(&keys.ChunkID)
+	s.hasher[gen] = h
+	return h, nil
+}
+
+// Load appends the plaintext of chunk id to dst.
+func (l *Loader) Load(ctx context.Context, id crypto.ID, dst []byte, s *Scratch) ([]byte, error) {
+	loc, p, ok := l.idx.Lookup(id)
+	if !ok {
+		return nil, &ChunkError{ID: id, Err: ErrChunkMissing}
+	}
+	key := l.t.PackKey(p.ID)
+	rc, err := l.t.Repo.St.Get(ctx, key, int64(loc.Offset), int64(loc.SealedLen))
+	if err != nil {
+		if errors.Is(err, storage.ErrInvalidRange) {
+			err = fmt.Errorf("%w: pack truncated: %w", format.ErrCorrupt, err)
+		}
+		return nil, &ChunkError{ID: id, Object: key, Err: err}
+	}
+	s.sealed = growLen(s.sealed, int(loc.SealedLen))
+	_, err = io.ReadFull(rc, s.sealed)
+	rc.Close()
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%w: pack truncated", format.ErrCorrupt)
+		}
+		return nil, &ChunkError{ID: id, Object: key, Err: err}
+	}
+	return l.Open(dst, id, loc, p, s.sealed, s)
+}
+
+// Open authenticates, decrypts, decodes and verifies a sealed chunk already
+// read from its pack, appending the plaintext to dst.
+func (l *Loader) Open(dst []byte, id crypto.ID, loc Loc, p PackRef, sealed []byte, s *Scratch) ([]byte, error) {
+	key := l.t.PackKey(p.ID)
+	c, err := l.PackCipher(p)
+	if err != nil {
+		return nil, &ChunkError{ID: id, Object: key, Err: err}
+	}
+	b := format.BlobInfo{Kind: loc.Kind, ID: id, Seq: loc.Seq, RawLen: loc.RawLen}
+	start := len(dst)
+	out, err := s.opener.Open(dst, c, p.Gen, &l.t.Handle, &b, sealed)
+	if err != nil {
+		return nil, &ChunkError{ID: id, Object: key, Err: err}
+	}
+	h, err := l.hasherFor(s, p.Gen)
+	if err != nil {
+		return nil, &ChunkError{ID: id, Object: key, Err: err}
+	}
+	if h.Sum(out[start:]) != id {
+		return nil, &ChunkError{ID: id, Object: key, Err: ErrChunkMismatch}
+	}
+	return out, nil
+}
+
+func growLen(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+// StreamReader returns a reader over the concatenated plaintext of refs,
+// loading one chunk at a time (used for tree streams).
+func (l *Loader) StreamReader(ctx context.Context, refs []format.ChunkRef) io.Reader {
+	return &streamReader{ctx: ctx, l: l, refs: refs}
+}
+
+type streamReader struct {
+	ctx  context.Context
+	l    *Loader
+	refs []format.ChunkRef
+	buf  []byte
+	pos  int
+	s    Scratch
+	err  error
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	for r.pos == len(r.buf) {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if len(r.refs) == 0 {
+			return 0, io.EOF
+		}
+		ref := r.refs[0]
+		r.refs = r.refs[1:]
+		r.buf, r.err = r.l.Load(r.ctx, ref.ID, r.buf[:0], &r.s)
+		r.pos = 0
+		if r.err == nil && len(r.buf) != int(ref.Len) {
+			r.err = &ChunkError{ID: ref.ID, Err: fmt.Errorf("%w: length %d, tree says %d", format.ErrCorrupt, len(r.buf), ref.Len)}
+		}
+		if r.err != nil {
+			r.buf = r.buf[:0]
+			return 0, r.err
+		}
+	}
+	n := copy(p, r.buf[r.pos:])
+	r.pos += n
+	return n, nil
+}

@@ -1,0 +1,339 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reprise-backup/reprise/crypto"
+	"github.com/reprise-backup/reprise/internal/format"
+)
+
+// WriterOptions tune a Writer. The zero value is usable.
+type WriterOptions struct {
+	// PackSize is the target pack size; 0 takes the repository's.
+	PackSize int
+	// Sealers is the number of goroutines compressing and sealing chunks;
+	// 0 means GOMAXPROCS.
+	Sealers int
+	// Uploads is the number of packs uploaded at once; 0 means 2.
+	Uploads int
+	// NoCompress stores every chunk uncompressed.
+	NoCompress bool
+	// IndexEvery writes an index object after this many packs are durable,
+	// so an interrupted backup loses little dedup information; 0 means 8.
+	IndexEvery int
+}
+
+// Writer stores new chunks of one tenant into packs. Chunks arrive from
+// many goroutines through Add; sealing and uploads run on their own
+// goroutines with bounded queues, so memory stays bounded by the options,
+// whatever the input size.
+//
+// Ordering (docs/FORMAT.md, "Write ordering"): a pack is durable before an
+// index names it, and Flush returns only when every added chunk is in a
+// durable pack named by a durable index; a snapshot written after Flush
+// therefore never references a chunk that is not stored.
+type Writer struct {
+	t    *Tenant
+	idx  *Index
+	gen  uint32
+	keys *crypto.TenantKeys
+	opts WriterOptions
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu      sync.Mutex
+	pending map[crypto.ID]struct{} // claimed by this writer, not yet indexed
+
+	jobs     chan *sealJob
+	uploads  chan *format.PackBuilder
+	builders chan *format.PackBuilder // free builders: bounds pack memory
+	bufs     sync.Pool
+
+	sealers sync.WaitGroup
+	uploadW sync.WaitGroup
+
+	imu       sync.Mutex
+	unflushed []format.PackEntry
+
+	// Stats, updated atomically.
+	NewChunks  atomic.Int64
+	NewRaw     atomic.Int64 // plaintext bytes of new chunks
+	BytesAdded atomic.Int64 // pack bytes written
+	Packs      atomic.Int64
+
+	closed bool
+}
+
+type sealJob struct {
+	kind byte
+	id   crypto.ID
+	data []byte
+	buf  *[]byte
+}
+
+// NewWriter starts a writer adding to idx (the tenant's loaded index,
+// updated as packs become durable).
+func (t *Tenant) NewWriter(ctx context.Context, idx *Index, opts WriterOptions) *Writer {
+	if opts.PackSize <= 0 {
+		opts.PackSize = t.Repo.Config.PackSize
+	}
+	if opts.Sealers <= 0 {
+		opts.Sealers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Uploads <= 0 {
+		opts.Uploads = 2
+	}
+	if opts.IndexEvery <= 0 {
+		opts.IndexEvery = 8
+	}
+	gen, keys := t.Current()
+	w := &Writer{
+		t: t, idx: idx, gen: gen, keys: keys, opts: opts,
+		pending:  make(map[crypto.ID]struct{}),
+		jobs:     make(chan *sealJob, 2*opts.Sealers),
+		uploads:  make(chan *format.PackBuilder, opts.Uploads),
+		builders: make(chan *format.PackBuilder, 2*opts.Sealers+2*opts.Uploads),
+	}
+	w.ctx, w.cancel = context.WithCancelCause(ctx)
+	for range cap(w.builders) {
+		w.builders <- format.NewPackBuilder()
+	}
+	for range opts.Sealers {
+		w.sealers.Add(1)
+		go w.seal()
+	}
+	for range opts.Uploads {
+		w.uploadW.Add(1)
+		go w.upload()
+	}
+	return w
+}
+
+func (w *Writer) fail(err error) { w.cancel(err) }
+
+// Err returns the error that stopped the writer, if any.
+func (w *Writer) Err() error {
+	if w.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(w.ctx)
+}
+
+// Known reports whether the chunk is already stored or being stored.
+func (w *Writer) Known(id crypto.ID) bool {
+	if w.idx.Has(id) {
+		return true
+	}
+	w.mu.Lock()
+	_, ok := w.pending[id]
+	w.mu.Unlock()
+	return ok
+}
+
+// Add stores a chunk unless it is already stored or being stored. It
+// copies data before returning, so the caller may reuse its buffer. It
+// reports whether the chunk was new. Add is safe for concurrent use.
+func (w *Writer) Add(kind byte, id crypto.ID, data []byte) (bool, error) {
+	if kind != format.KindData && kind != format.KindTree {
+		return false, fmt.Errorf("internal error: chunk kind %d", kind)
+	}
+	if err := w.Err(); err != nil {
+		return false, err
+	}
+	if w.idx.Has(id) {
+		return false, nil
+	}
+	w.mu.Lock()
+	if _, ok := w.pending[id]; ok {
+		w.mu.Unlock()
+		return false, nil
+	}
+	w.pending[id] = struct{}{}
+	w.mu.Unlock()
+
+	bp, _ := w.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, len(data))
+		bp = &b
+	}
+	buf := append((*bp)[:0], data...)
+	j := &sealJob{kind: kind, id: id, data: buf, buf: bp}
+	select {
+	case w.jobs <- j:
+		w.NewChunks.Add(1)
+		w.NewRaw.Add(int64(len(data)))
+		return true, nil
+	case <-w.ctx.Done():
+		return false, w.Err()
+	}
+}
+
+// seal runs on Sealers goroutines. Each keeps one open pack per chunk
+// kind: tree chunks go to packs of their own, so damage to a data pack
+// costs the files that use it, never a whole snapshot's tree.
+func (w *Writer) seal() {
+	defer w.sealers.Done()
+	var open [2]*format.PackBuilder // by kind
+	ship := func(kind byte) {
+		pb := open[kind]
+		open[kind] = nil
+		if pb == nil {
+			return
+		}
+		if pb.Count() == 0 {
+			w.builders <- pb
+			return
+		}
+		select {
+		case w.uploads <- pb:
+		case <-w.ctx.Done():
+		}
+	}
+	for j := range w.jobs {
+		if w.ctx.Err() != nil {
+			w.release(j)
+			continue // drain
+		}
+		if open[j.kind] == nil {
+			var pb *format.PackBuilder
+			select {
+			case pb = <-w.builders:
+			case <-w.ctx.Done():
+				w.release(j)
+				continue
+			}
+			if err := pb.Reset(&w.keys.Data, w.gen, w.t.Handle); err != nil {
+				w.fail(err)
+				w.builders <- pb
+				w.release(j)
+				continue
+			}
+			open[j.kind] = pb
+		}
+		pb := open[j.kind]
+		pb.Add(j.kind, &j.id, j.data, !w.opts.NoCompress)
+		w.release(j)
+		if pb.Len() >= w.opts.PackSize {
+			ship(j.kind)
+		}
+	}
+	ship(format.KindData)
+	ship(format.KindTree)
+}
+
+func (w *Writer) release(j *sealJob) {
+	*j.buf = j.data[:0]
+	w.bufs.Put(j.buf)
+}
+
+func (w *Writer) upload() {
+	defer w.uploadW.Done()
+	for pb := range w.uploads {
+		if w.ctx.Err() == nil {
+			if err := w.putPack(pb); err != nil {
+				w.fail(err)
+			}
+		}
+		w.builders <- pb
+	}
+}
+
+func (w *Writer) putPack(pb *format.PackBuilder) error {
+	data := pb.Finish()
+	key := w.t.PackKey(pb.ID)
+	start := time.Now()
+	if err := putBytes(w.ctx, w.t.Repo.St, key, data, true); err != nil {
+		return fmt.Errorf("writing pack %s: %w", key, err)
+	}
+	w.t.Repo.Log.Debug("pack stored", "pack", pb.ID.Short(), "bytes", len(data), "chunks", pb.Count(), "took", time.Since(start))
+	w.BytesAdded.Add(int64(len(data)))
+	w.Packs.Add(1)
+	entry := format.PackEntry{ID: pb.ID, Gen: w.gen, Blobs: append([]format.BlobInfo(nil), pb.Blobs()...)}
+	w.imu.Lock()
+	w.unflushed = append(w.unflushed, entry)
+	var flush []format.PackEntry
+	if len(w.unflushed) >= w.opts.IndexEvery {
+		flush, w.unflushed = w.unflushed, nil
+	}
+	w.imu.Unlock()
+	if flush != nil {
+		return w.writeIndex(flush)
+	}
+	return nil
+}
+
+// writeIndex makes packs known: first durably in an index object, then in
+// memory (so a chunk is only deduplicated against once its index exists).
+func (w *Writer) writeIndex(packs []format.PackEntry) error {
+	if err := w.t.WriteIndex(w.ctx, packs); err != nil {
+		return fmt.Errorf("writing index: %w", err)
+	}
+	for i := range packs {
+		w.idx.Add(&packs[i])
+	}
+	w.mu.Lock()
+	for i := range packs {
+		for _, b := range packs[i].Blobs {
+			delete(w.pending, b.ID)
+		}
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// Close seals the open packs, waits for every upload, and writes the last
+// index. After Close returns nil, every chunk added is durable and
+// indexed. Close must be called once, after the last Add.
+func (w *Writer) Close() error {
+	if w.closed {
+		return errors.New("writer closed twice")
+	}
+	w.closed = true
+	close(w.jobs)
+	w.sealers.Wait()
+	close(w.uploads)
+	w.uploadW.Wait()
+	defer w.cancel(errors.New("writer closed"))
+	if err := w.Err(); err != nil {
+		return err
+	}
+	w.imu.Lock()
+	flush := w.unflushed
+	w.unflushed = nil
+	w.imu.Unlock()
+	if len(flush) > 0 {
+		if err := w.writeIndex(flush); err != nil {
+			return err
+		}
+	}
+	w.mu.Lock()
+	left := len(w.pending)
+	w.mu.Unlock()
+	if left != 0 {
+		return fmt.Errorf("internal error: %d chunks added but not stored", left)
+	}
+	return nil
+}
+
+// Closed reports whether Close or Abort was called.
+func (w *Writer) Closed() bool { return w.closed }
+
+// Abort stops the writer without waiting for a clean end; packs already
+// stored stay (a later prune removes them if no index names them).
+func (w *Writer) Abort(cause error) {
+	w.fail(cause)
+	if !w.closed {
+		w.closed = true
+		close(w.jobs)
+		w.sealers.Wait()
+		close(w.uploads)
+		w.uploadW.Wait()
+	}
+}

@@ -1,0 +1,236 @@
+// Package restore reads snapshots back out of a Reprise repository: a
+// directory snapshot into a directory, a stream snapshot into an
+// io.Writer.
+//
+// Restores run in parallel: chunks are fetched with ranged reads,
+// authenticated, decrypted, decompressed and checked against their ID on
+// several goroutines, and written with WriteAt straight into their place
+// in pre-sized files. A file is written under a temporary name and renamed
+// into place only once every chunk of it is written and verified, so an
+// interrupted or failed restore never leaves a file that looks complete
+// but is not. A chunk that fails (missing, corrupt, truncated, moved) fails
+// only the files that use it: the others are restored, and the error names
+// each failed file, chunk and object.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reprise-backup/reprise"
+	"github.com/reprise-backup/reprise/internal/format"
+	"github.com/reprise-backup/reprise/internal/repo"
+)
+
+// Options tune a restore. The zero value gives sane defaults.
+type Options struct {
+	// Concurrency is the number of chunks fetched and decoded at once;
+	// 0 means 8 (enough to hide an object store's latency on two cores).
+	Concurrency int
+	// Overwrite replaces files that already exist in the target. Without
+	// it, an existing file is left alone and reported as failed.
+	Overwrite bool
+	// Progress, when set, is called about every ProgressInterval, and
+	// once at the end.
+	Progress         func(Progress)
+	ProgressInterval time.Duration
+	// Logger receives warnings and debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Progress reports a running restore.
+type Progress struct {
+	Files      int64 // files completed
+	Bytes      int64 // bytes written
+	TotalBytes int64 // bytes the snapshot holds (from its statistics)
+	Elapsed    time.Duration
+	Done       bool
+}
+
+// Result describes a finished restore.
+type Result struct {
+	Snapshot              reprise.Snapshot
+	Files, Dirs, Symlinks int64
+	Bytes                 int64
+	Duration              time.Duration
+	// Failed lists the paths that could not be restored.
+	Failed []*FileError
+}
+
+// FileError reports a path that could not be restored, and why. The cause
+// wraps the repository's errors (reprise.ErrAuth for a corrupt or moved
+// chunk, reprise.ErrChunkMissing, storage errors...).
+type FileError struct {
+	Path string
+	Err  error
+}
+
+func (e *FileError) Error() string { return e.Path + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *FileError) Unwrap() error { return e.Err }
+
+// ErrIncomplete is matched (errors.Is) by the error of a restore in which
+// some paths failed; the Result and the IncompleteError list them.
+var ErrIncomplete = errors.New("restore incomplete")
+
+type session struct {
+	opts   Options
+	t      *repo.Tenant
+	loader *repo.Loader
+	snap   *format.Snapshot
+	log    *slog.Logger
+	start  time.Time
+
+	files, dirs, links, bytes atomic.Int64
+
+	failMu sync.Mutex
+	failed []*FileError
+
+	progressDone chan struct{}
+	progressWG   sync.WaitGroup
+}
+
+func newSession(ctx context.Context, pt *reprise.Tenant, ref string, opts *Options) (*session, error) {
+	s := &session{start: time.Now()}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.Concurrency <= 0 {
+		s.opts.Concurrency = 8
+	}
+	s.log = s.opts.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.t = repo.Unwrap(pt)
+	snap, err := s.t.FindSnapshot(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	s.snap = snap
+	idx, bad, err := s.t.LoadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range bad {
+		s.log.Warn("unreadable index object: chunks it names may be reported missing", "object", b.Key, "err", b.Err)
+	}
+	s.loader = s.t.NewLoader(idx)
+	if s.opts.Progress != nil {
+		s.progressDone = make(chan struct{})
+		iv := s.opts.ProgressInterval
+		if iv <= 0 {
+			iv = 250 * time.Millisecond
+		}
+		s.progressWG.Add(1)
+		go func() {
+			defer s.progressWG.Done()
+			tk := time.NewTicker(iv)
+			defer tk.Stop()
+			for {
+				select {
+				case <-tk.C:
+					s.opts.Progress(s.progress(false))
+				case <-s.progressDone:
+					return
+				}
+			}
+		}()
+	}
+	return s, nil
+}
+
+func (s *session) progress(done bool) Progress {
+	return Progress{Files: s.files.Load(), Bytes: s.bytes.Load(), TotalBytes: s.snap.Stats.Bytes,
+		Elapsed: time.Since(s.start), Done: done}
+}
+
+func (s *session) fail(path string, err error) {
+	s.log.Warn("restore failed for path", "path", path, "err", err)
+	s.failMu.Lock()
+	s.failed = append(s.failed, &FileError{Path: path, Err: err})
+	s.failMu.Unlock()
+}
+
+// record stores a run record of this restore, best effort: read-only
+// credentials must not make a restore fail.
+func (s *session) record(err error) {
+	s.stopProgress()
+	rec := &format.Record{Kind: format.RunRestore, Source: s.snap.Source, Start: s.start, End: time.Now(),
+		OK: err == nil, Snapshot: s.snap.ID.String(), Files: s.files.Load(), Bytes: s.bytes.Load()}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if werr := s.t.WriteRecord(ctx, rec); werr != nil {
+		s.log.Warn("could not store the run record", "err", werr)
+	}
+}
+
+// stopProgress ends the progress goroutine, once.
+func (s *session) stopProgress() {
+	if s.progressDone != nil {
+		close(s.progressDone)
+		s.progressWG.Wait()
+		s.progressDone = nil
+		s.opts.Progress(s.progress(true))
+	}
+}
+
+func (s *session) result() (*Result, error) {
+	s.stopProgress()
+	r := &Result{
+		Snapshot: reprise.Snapshot{ID: s.snap.ID.String(), Time: s.snap.Time, Host: s.snap.Host, Kind: s.snap.Kind,
+			Source: s.snap.Source, Tags: s.snap.Tags, Stats: s.snap.Stats},
+		Files: s.files.Load(), Dirs: s.dirs.Load(), Symlinks: s.links.Load(), Bytes: s.bytes.Load(),
+		Duration: time.Since(s.start), Failed: s.failed,
+	}
+	if len(s.failed) == 0 {
+		s.record(nil)
+		return r, nil
+	}
+	err := &IncompleteError{Failed: s.failed}
+	s.record(err)
+	return r, err
+}
+
+// IncompleteError is the error of a restore in which some paths failed.
+// errors.Is(err, ErrIncomplete) holds, and errors.Is/As reach each path's
+// cause (for example reprise.ErrAuth) through it.
+type IncompleteError struct {
+	Failed []*FileError
+}
+
+func (e *IncompleteError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "restore incomplete: %d path(s) failed", len(e.Failed))
+	for i, f := range e.Failed {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Failed)-i)
+			break
+		}
+		b.WriteString("; ")
+		b.WriteString(f.Error())
+	}
+	return b.String()
+}
+
+// Is reports whether target is ErrIncomplete.
+func (e *IncompleteError) Is(target error) bool { return target == ErrIncomplete }
+
+// Unwrap returns the failures.
+func (e *IncompleteError) Unwrap() []error {
+	errs := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		errs[i] = f
+	}
+	return errs
+}
