@@ -162,12 +162,16 @@ func (s *session) fail(path string, err error) {
 // record stores a run record of this restore, best effort: read-only
 // credentials must not make a restore fail.
 func (s *session) record(err error) {
-	s.stopProgress()
 	rec := &format.Record{Kind: format.RunRestore, Source: s.snap.Source, Start: s.start, End: time.Now(),
 		OK: err == nil, Snapshot: s.snap.ID.String(), Files: s.files.Load(), Bytes: s.bytes.Load()}
 	if err != nil {
 		rec.Error = err.Error()
 	}
+	s.writeRecord(rec)
+}
+
+func (s *session) writeRecord(rec *format.Record) {
+	s.stopProgress()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if werr := s.t.WriteRecord(ctx, rec); werr != nil {

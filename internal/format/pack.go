@@ -205,11 +205,22 @@ type BlobOpener struct {
 // truncated, moved, or from another tenant) fails with an error wrapping
 // crypto.ErrAuth; one that decodes badly, with ErrCorrupt.
 func (o *BlobOpener) Open(dst []byte, c *crypto.ObjectCipher, gen uint32, h *Handle, b *BlobInfo, sealed []byte) ([]byte, error) {
+	payload, err := o.Decrypt(c, gen, h, b, sealed)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(dst, payload, int(b.RawLen))
+}
+
+// Decrypt authenticates and decrypts a blob, returning its payload (still
+// encoded; see Decode). The result aliases the opener's scratch buffer
+// until the next call.
+func (o *BlobOpener) Decrypt(c *crypto.ObjectCipher, gen uint32, h *Handle, b *BlobInfo, sealed []byte) ([]byte, error) {
 	o.ad = ChunkAD(o.ad[:0], gen, h, b.Kind, &b.ID)
 	payload, err := c.Open(o.payload[:0], uint64(b.Seq), sealed, o.ad)
 	if err != nil {
 		return nil, err
 	}
 	o.payload = payload
-	return Decode(dst, payload, int(b.RawLen))
+	return payload, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/format"
@@ -273,7 +274,22 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (*CheckReport, erro
 			continue
 		}
 		rep.Tenants++
+		start, before := time.Now(), len(rep.Problems)
 		err = t.CheckTenant(ctx, opts, rep)
+		if err == nil {
+			// Recorded per tenant, best effort (read-only credentials).
+			found := int64(len(rep.Problems) - before)
+			rec := &format.Record{Kind: format.RunCheck, Start: start, End: time.Now(), OK: found == 0, Problems: found}
+			if opts.ReadData {
+				rec.Source = "read-data"
+			}
+			if found > 0 {
+				rec.Error = rep.Problems[before].Error()
+			}
+			if werr := t.WriteRecord(ctx, rec); werr != nil {
+				r.Log.Warn("could not store the run record", "err", werr)
+			}
+		}
 		t.Close()
 		if err != nil {
 			return nil, err

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/format"
@@ -41,6 +43,10 @@ func (e *ChunkError) Unwrap() error { return e.Err }
 type Loader struct {
 	t   *Tenant
 	idx *Index
+
+	// Time spent per stage, in nanoseconds summed over all goroutines
+	// (so it can exceed wall time): the cost profile a drill reports.
+	Fetch, Decrypt, Decompress, Verify atomic.Int64
 
 	mu      sync.Mutex
 	ciphers map[crypto.ID]*crypto.ObjectCipher
@@ -109,6 +115,7 @@ func (l *Loader) Load(ctx context.Context, id crypto.ID, dst []byte, s *Scratch)
 		return nil, &ChunkError{ID: id, Err: ErrChunkMissing}
 	}
 	key := l.t.PackKey(p.ID)
+	start := time.Now()
 	rc, err := l.t.Repo.St.Get(ctx, key, int64(loc.Offset), int64(loc.SealedLen))
 	if err != nil {
 		if errors.Is(err, storage.ErrInvalidRange) {
@@ -125,6 +132,7 @@ func (l *Loader) Load(ctx context.Context, id crypto.ID, dst []byte, s *Scratch)
 		}
 		return nil, &ChunkError{ID: id, Object: key, Err: err}
 	}
+	l.Fetch.Add(int64(time.Since(start)))
 	return l.Open(dst, id, loc, p, s.sealed, s)
 }
 
@@ -138,10 +146,17 @@ func (l *Loader) Open(dst []byte, id crypto.ID, loc Loc, p PackRef, sealed []byt
 	}
 	b := format.BlobInfo{Kind: loc.Kind, ID: id, Seq: loc.Seq, RawLen: loc.RawLen}
 	start := len(dst)
-	out, err := s.opener.Open(dst, c, p.Gen, &l.t.Handle, &b, sealed)
+	t0 := time.Now()
+	payload, err := s.opener.Decrypt(c, p.Gen, &l.t.Handle, &b, sealed)
 	if err != nil {
 		return nil, &ChunkError{ID: id, Object: key, Err: err}
 	}
+	t1 := time.Now()
+	out, err := format.Decode(dst, payload, int(b.RawLen))
+	if err != nil {
+		return nil, &ChunkError{ID: id, Object: key, Err: err}
+	}
+	t2 := time.Now()
 	h, err := l.hasherFor(s, p.Gen)
 	if err != nil {
 		return nil, &ChunkError{ID: id, Object: key, Err: err}
@@ -149,6 +164,10 @@ func (l *Loader) Open(dst []byte, id crypto.ID, loc Loc, p PackRef, sealed []byt
 	if h.Sum(out[start:]) != id {
 		return nil, &ChunkError{ID: id, Object: key, Err: ErrChunkMismatch}
 	}
+	t3 := time.Now()
+	l.Decrypt.Add(int64(t1.Sub(t0)))
+	l.Decompress.Add(int64(t2.Sub(t1)))
+	l.Verify.Add(int64(t3.Sub(t2)))
 	return out, nil
 }
 
