@@ -4,13 +4,14 @@
 //
 // # Key hierarchy
 //
-//	KEK slot (passphrase via argon2id, or a KMS keeper)
-//	  └─ slot key ──wraps──> repository key (names, repository metadata)
-//	  └─ slot key ──wraps──> tenant root key, one per tenant and generation
-//	                           ├─ chunk-ID key   (keyed BLAKE3 chunk IDs)
-//	                           ├─ data key       (pack contents)
-//	                           ├─ metadata key   (indexes, snapshots)
-//	                           └─ gear key       (content-defined chunk boundaries)
+//	KEK (passphrase via argon2id, or a KMS keeper) ──> slot key
+//	  slot key ──seals──> slot X25519 private key || repository key
+//	  repository key ──> names key, metadata key, slot-auth and envelope-auth MAC keys
+//	  slot public key <──wrapped to── tenant root key, one per tenant and generation
+//	                                     ├─ chunk-ID key   (keyed BLAKE3 chunk IDs)
+//	                                     ├─ data key       (pack contents)
+//	                                     ├─ metadata key   (indexes, snapshots, run records)
+//	                                     └─ gear key       (content-defined chunk boundaries)
 //
 // Every subkey is derived with BLAKE3 in derive-key mode under its own
 // context string ([Derive]), so keys for different purposes are independent

@@ -35,6 +35,10 @@ const (
 	ContextGear       = "reprise.dev/v1 gear"
 	ContextNames      = "reprise.dev/v1 names"
 	ContextRepoMeta   = "reprise.dev/v1 repository metadata"
+	ContextSlotAuth   = "reprise.dev/v1 slot auth"
+	ContextSlotMAC    = "reprise.dev/v1 slot mac"
+	ContextEnvAuth    = "reprise.dev/v1 envelope auth"
+	ContextGenMAC     = "reprise.dev/v1 generation mac"
 	ContextObjectKey  = "reprise.dev/v1 object key"
 	ContextPassphrase = "reprise.dev/v1 passphrase"
 )

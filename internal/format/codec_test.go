@@ -29,4 +29,3 @@ func TestDecodeBoundsOutput(t *testing.T) {
 		t.Fatal("tiny input compressed")
 	}
 }
-

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/reprise-backup/reprise/chunk"
@@ -55,7 +56,7 @@ func noDuplicateKeys(b []byte) error {
 	type frame struct {
 		obj   bool
 		key   bool // next token in an object is a key
-		names map[string]bool
+		names []string
 	}
 	var stack []*frame
 	for {
@@ -76,16 +77,20 @@ func noDuplicateKeys(b []byte) error {
 				continue
 			}
 			name, _ := tok.(string)
-			if top.names[name] {
-				return fmt.Errorf("duplicate field %q", name)
+			// encoding/json matches names case-insensitively (with
+			// Unicode folding): so must the duplicate check.
+			for _, n := range top.names {
+				if strings.EqualFold(n, name) {
+					return fmt.Errorf("duplicate field %q", name)
+				}
 			}
-			top.names[name] = true
+			top.names = append(top.names, name)
 			top.key = false
 			continue
 		}
 		switch tok {
 		case json.Delim('{'):
-			stack = append(stack, &frame{obj: true, key: true, names: map[string]bool{}})
+			stack = append(stack, &frame{obj: true, key: true})
 			if top != nil && top.obj {
 				top.key = true
 			}

@@ -24,8 +24,9 @@ type SlotInfo struct {
 
 // Slots lists the repository's authenticated key slots.
 func (r *Repo) Slots() []SlotInfo {
-	out := make([]SlotInfo, 0, len(r.slots))
-	for _, s := range r.slots {
+	slots := r.slotList()
+	out := make([]SlotInfo, 0, len(slots))
+	for _, s := range slots {
 		out = append(out, SlotInfo{ID: s.ID, Type: s.Type, Label: s.Label, Created: s.Created, InUse: s.ID == r.slotID})
 	}
 	return out
@@ -88,6 +89,15 @@ func (r *Repo) updateEnvelope(ctx context.Context, h format.Handle, op envelopeO
 			continue // a concurrent change won: apply ours on top of it
 		} else if err != nil {
 			return false, err
+		}
+		// An erasure that ran between our read and our write deleted
+		// version v: withdraw what we wrote instead of bringing the
+		// tenant's keys back.
+		if _, err := r.St.Stat(ctx, envelopeKey(h, v)); errors.Is(err, storage.ErrNotExist) {
+			if after, lerr := r.envelopeVersions(ctx, h); lerr == nil && len(after) == 1 && after[0] == v+1 {
+				r.St.Delete(ctx, envelopeKey(h, v+1))
+				return false, fmt.Errorf("%w: erased while its keys were being changed", ErrTenantNotFound)
+			}
 		}
 		vs, err := r.envelopeVersions(ctx, h)
 		if err == nil {
@@ -153,7 +163,9 @@ func (r *Repo) AddSlot(ctx context.Context, cred Credentials, params *crypto.Arg
 	if err := putJSON(ctx, r.St, slotKeyName(s.ID), s, true); err != nil {
 		return SlotInfo{}, fmt.Errorf("writing key slot: %w", err)
 	}
+	r.slotMu.Lock()
 	r.slots = append(r.slots, s)
+	r.slotMu.Unlock()
 	if _, err := r.rewrapTenants(ctx, r.wrapTo(s)); err != nil {
 		return SlotInfo{}, fmt.Errorf("wrapping tenant keys to the new slot: %w", err)
 	}
@@ -167,7 +179,7 @@ var ErrLastSlot = errors.New("refusing to remove the last key slot: the reposito
 // FindSlot resolves a slot ID or unique ID prefix.
 func (r *Repo) FindSlot(ref string) (crypto.ID, error) {
 	var found []crypto.ID
-	for _, s := range r.slots {
+	for _, s := range r.slotList() {
 		if strings.HasPrefix(s.ID.String(), ref) && ref != "" {
 			found = append(found, s.ID)
 		}
@@ -184,11 +196,11 @@ func (r *Repo) FindSlot(ref string) (crypto.ID, error) {
 // RemoveSlot deletes a key slot and removes its keys from every tenant
 // envelope. The slot in use cannot be removed (open with another one).
 func (r *Repo) RemoveSlot(ctx context.Context, id crypto.ID) error {
-	i := slices.IndexFunc(r.slots, func(s *format.Slot) bool { return s.ID == id })
-	if i < 0 {
+	slots := r.slotList()
+	if !slices.ContainsFunc(slots, func(s *format.Slot) bool { return s.ID == id }) {
 		return fmt.Errorf("no key slot %s", id.Short())
 	}
-	if len(r.slots) == 1 {
+	if len(slots) == 1 {
 		return ErrLastSlot
 	}
 	if id == r.slotID {
@@ -200,7 +212,9 @@ func (r *Repo) RemoveSlot(ctx context.Context, id crypto.ID) error {
 	if err := r.St.Delete(ctx, slotKeyName(id)); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return fmt.Errorf("deleting key slot: %w", err)
 	}
-	r.slots = slices.Delete(r.slots, i, i+1)
+	r.slotMu.Lock()
+	r.slots = slices.DeleteFunc(r.slots, func(s *format.Slot) bool { return s.ID == id })
+	r.slotMu.Unlock()
 	if _, err := r.rewrapTenants(ctx, dropSlot(id)); err != nil {
 		return fmt.Errorf("removing the slot's keys from tenant envelopes: %w", err)
 	}
@@ -218,7 +232,7 @@ func (r *Repo) RemoveSlot(ctx context.Context, id crypto.ID) error {
 func (r *Repo) RotateSlot(ctx context.Context, cred Credentials, params *crypto.Argon2Params, label string) (SlotInfo, error) {
 	old := r.slotID
 	var oldLabel string
-	for _, s := range r.slots {
+	for _, s := range r.slotList() {
 		if s.ID == old {
 			oldLabel = s.Label
 		}
@@ -236,7 +250,9 @@ func (r *Repo) RotateSlot(ctx context.Context, cred Credentials, params *crypto.
 	if err := putJSON(ctx, r.St, slotKeyName(s.ID), s, true); err != nil {
 		return SlotInfo{}, fmt.Errorf("writing key slot: %w", err)
 	}
+	r.slotMu.Lock()
 	r.slots = append(r.slots, s)
+	r.slotMu.Unlock()
 	if _, err := r.rewrapTenants(ctx, r.wrapTo(s)); err != nil {
 		return SlotInfo{}, fmt.Errorf("wrapping tenant keys to the new slot: %w", err)
 	}
@@ -265,10 +281,20 @@ func (r *Repo) EraseTenant(ctx context.Context, name string) (int, error) {
 	if len(vs) == 0 {
 		return 0, fmt.Errorf("%w: %q", ErrTenantNotFound, name)
 	}
-	for _, v := range vs {
-		if err := r.St.Delete(ctx, envelopeKey(h, v)); err != nil && !errors.Is(err, storage.ErrNotExist) {
-			return 0, fmt.Errorf("deleting the tenant's key envelope: %w", err)
+	// Delete every version; list again afterwards in case a concurrent
+	// key change wrote a newer one meanwhile.
+	for round := 0; len(vs) > 0 && round < 4; round++ {
+		for _, v := range vs {
+			if err := r.St.Delete(ctx, envelopeKey(h, v)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+				return 0, fmt.Errorf("deleting the tenant's key envelope: %w", err)
+			}
 		}
+		if vs, err = r.envelopeVersions(ctx, h); err != nil {
+			return 0, err
+		}
+	}
+	if len(vs) > 0 {
+		return 0, errors.New("tenant envelope keeps being rewritten during erasure: stop key management and try again")
 	}
 	r.Log.Info("tenant keys destroyed", "handle", h.String())
 	var keys []string
@@ -293,6 +319,9 @@ func (r *Repo) EraseTenant(ctx context.Context, name string) (int, error) {
 // generations stay readable. It returns the new generation.
 func (t *Tenant) Roll(ctx context.Context) (uint32, error) {
 	r := t.Repo
+	if err := r.refreshSlots(ctx); err != nil {
+		return 0, err
+	}
 	root, err := crypto.RandomKey()
 	if err != nil {
 		return 0, err

@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"gocloud.dev/secrets"
 
+	"github.com/reprise-backup/reprise/chunk"
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/storage"
@@ -69,7 +71,15 @@ type Repo struct {
 	keys     *crypto.RepoKeys
 	slotID   crypto.ID
 	slotPriv *crypto.SlotPrivateKey
-	slots    []*format.Slot // authenticated slots, for wrapping new tenant keys
+	slotMu   sync.Mutex
+	slots    []*format.Slot // authenticated slots, for wrapping new tenant keys; under slotMu
+}
+
+// slotList returns a copy of the authenticated slots.
+func (r *Repo) slotList() []*format.Slot {
+	r.slotMu.Lock()
+	defer r.slotMu.Unlock()
+	return slices.Clone(r.slots)
 }
 
 func slotKeyName(id crypto.ID) string { return slotsPrefix + id.String() }
@@ -83,6 +93,9 @@ func Init(ctx context.Context, st storage.Storage, cred Credentials, opts InitOp
 		return nil, ErrExists
 	} else if !errors.Is(err, storage.ErrNotExist) {
 		return nil, fmt.Errorf("init: %w", err)
+	}
+	if err := (chunk.Params{Min: opts.Chunker.Min, Avg: opts.Chunker.Avg, Max: opts.Chunker.Max}).Validate(); err != nil || opts.Chunker == (format.Chunker{}) {
+		return nil, fmt.Errorf("init: explicit, valid chunker parameters are required: %v", err)
 	}
 	id, err := crypto.RandomID()
 	if err != nil {
@@ -224,7 +237,7 @@ func Open(ctx context.Context, st storage.Storage, cred Credentials, log *slog.L
 		r.repoKey, r.slotID, r.slotPriv = rk, s.ID, priv
 		r.deriveRepoKeys()
 		r.authenticateSlots(slots)
-		if !slices.ContainsFunc(r.slots, func(a *format.Slot) bool { return a.ID == s.ID }) ||
+		if !slices.ContainsFunc(r.slotList(), func(a *format.Slot) bool { return a.ID == s.ID }) ||
 			!crypto.ConstantTimeEqual(priv.Public(), s.PublicKey) {
 			r.Close()
 			return nil, fmt.Errorf("%w: key slot %s opens but its public part was altered", crypto.ErrAuth, s.ID.Short())
@@ -297,14 +310,19 @@ func (r *Repo) unlockSlot(ctx context.Context, s *format.Slot, cred Credentials)
 // authenticateSlots keeps the slots whose MAC verifies under the
 // repository key: only they receive new tenant keys.
 func (r *Repo) authenticateSlots(slots []*format.Slot) {
-	r.slots = r.slots[:0]
+	var ok []*format.Slot
+	defer func() {
+		r.slotMu.Lock()
+		r.slots = ok
+		r.slotMu.Unlock()
+	}()
 	for _, s := range slots {
 		want := format.SlotMAC(&r.keys.SlotAuth, &r.Config.ID, s)
 		if !crypto.ConstantTimeEqual(want, s.MAC) {
 			r.Log.Warn("key slot fails authentication: ignored (was it planted by someone without the keys?)", "slot", s.ID.Short())
 			continue
 		}
-		r.slots = append(r.slots, s)
+		ok = append(ok, s)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,13 +57,14 @@ func (r *Repo) envelopeVersions(ctx context.Context, h format.Handle) ([]uint64,
 	prefix := envelopePrefix(h)
 	err := r.St.List(ctx, prefix, func(i storage.Info) error {
 		v, err := strconv.ParseUint(strings.TrimPrefix(i.Key, prefix), 10, 64)
-		if err != nil || envelopeKey(h, v) != i.Key {
+		if err != nil || v == 0 || envelopeKey(h, v) != i.Key || len(i.Key) != len(prefix)+envelopeDigits {
 			r.Log.Warn("ignoring malformed envelope object", "object", i.Key)
 			return nil
 		}
 		vs = append(vs, v)
 		return nil
 	})
+	slices.Sort(vs) // fixed width makes lexical order numeric; sort anyway
 	return vs, err
 }
 
@@ -124,11 +126,22 @@ func (r *Repo) openGenerations(env *format.Envelope, h format.Handle) (name stri
 	return string(nb), roots, nil
 }
 
+// refreshSlots rereads the key slots, so that a slot another client added
+// since this one opened also receives new tenant keys.
+func (r *Repo) refreshSlots(ctx context.Context) error {
+	slots, err := r.readSlots(ctx)
+	if err != nil {
+		return err
+	}
+	r.authenticateSlots(slots)
+	return nil
+}
+
 // newGeneration wraps root to every authenticated slot, with its MAC.
 func (r *Repo) newGeneration(h format.Handle, gen uint32, root *crypto.Key) (format.Generation, error) {
 	g := format.Generation{Gen: gen, Created: time.Now().UTC().Truncate(time.Second), Keys: map[string][]byte{},
 		MAC: format.GenerationMAC(&r.keys.EnvelopeAuth, &r.Config.ID, &h, gen, root)}
-	for _, s := range r.slots {
+	for _, s := range r.slotList() {
 		st, err := crypto.WrapToPublic(s.PublicKey, root, format.TenantKeyAD(&r.Config.ID, &h, gen, &s.ID))
 		if err != nil {
 			return g, err
@@ -203,6 +216,9 @@ func (r *Repo) createEnvelope(ctx context.Context, name string, h format.Handle)
 	defer root.Wipe()
 	nameBox, err := crypto.SealBox(&r.keys.Metadata, []byte(name), format.NameAD(&r.Config.ID, &h))
 	if err != nil {
+		return err
+	}
+	if err := r.refreshSlots(ctx); err != nil {
 		return err
 	}
 	g, err := r.newGeneration(h, 1, &root)
