@@ -30,6 +30,7 @@ type CheckReport struct {
 // errors.Is (ErrAuth, ErrCorrupt, ErrChunkMissing, storage.ErrNotExist...).
 type Problem struct {
 	Tenant string // empty for repository-level objects
+	Site   string // the site holding the bad copy, for multi-site repositories
 	Object string // the stored object at fault, when there is one
 	Err    error
 }
@@ -39,10 +40,16 @@ func (p Problem) Error() string { return repo.Problem(p).Error() }
 // Unwrap returns the cause.
 func (p Problem) Unwrap() error { return p.Err }
 
+// ErrBadCopy reports, in a multi-site repository, a site's copy that is
+// missing or damaged while another site holds a good one: Repair fixes it.
+var ErrBadCopy = repo.ErrBadCopy
+
 // Check verifies the repository: for every tenant, that every snapshot's
 // tree reads back and every chunk it references is indexed, and that every
 // pack an index names exists; with ReadData, that every chunk in every
-// pack authenticates, decrypts and matches its ID. It returns an error
+// pack authenticates, decrypts and matches its ID; in a multi-site
+// repository, it verifies every site's copy (problems name the site). It
+// returns an error
 // only when it could not run (backend unreachable, cancelled); defects are
 // reported in the CheckReport.
 func (r *Repository) Check(ctx context.Context, opts *CheckOptions) (*CheckReport, error) {
@@ -62,4 +69,42 @@ func (r *Repository) Check(ctx context.Context, opts *CheckOptions) (*CheckRepor
 		out.Problems = append(out.Problems, Problem(p))
 	}
 	return out, nil
+}
+
+// ErrSingleSite reports Repair on a repository that has one site.
+var ErrSingleSite = repo.ErrSingleSite
+
+// Fix is one change made by Repair.
+type Fix = repo.Fix
+
+// RepairReport lists exactly what Repair changed and what it could not.
+type RepairReport struct {
+	// Fixed lists each copy added or replaced: site, object, source site
+	// and why ("missing", or the verification error).
+	Fixed []Fix
+	// Removed lists copies of deleted objects removed from sites that
+	// missed the deletion.
+	Removed []string
+	// Verified counts copies verified by authenticated decryption.
+	Verified int
+	// Unrepairable lists objects with no good copy on any reachable site.
+	Unrepairable []Problem
+}
+
+// Repair brings every site of a multi-site repository (a storage built with
+// storage/multisite) back to a full, verified copy: objects a site missed
+// are copied to it, and every copy of every tenant object is verified by
+// authenticated decryption — never by trust or size — and replaced from a
+// verified copy when missing or damaged. It reports exactly what it
+// changed, is idempotent, and is safe while backups run.
+func (r *Repository) Repair(ctx context.Context) (*RepairReport, error) {
+	rr, err := r.r.Repair(ctx)
+	if rr == nil {
+		return nil, err
+	}
+	out := &RepairReport{Fixed: rr.Fixed, Removed: rr.Removed, Verified: rr.Verified}
+	for _, p := range rr.Unrepairable {
+		out.Unrepairable = append(out.Unrepairable, Problem(p))
+	}
+	return out, err
 }

@@ -36,6 +36,8 @@ import (
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/internal/repo"
+	"github.com/reprise-backup/reprise/storage"
+	"github.com/reprise-backup/reprise/storage/multisite"
 )
 
 // Options tune a backup. The zero value gives sane defaults.
@@ -90,6 +92,11 @@ type Result struct {
 	// Skipped lists the paths that could not be read (they are not in the
 	// snapshot); the backup itself succeeded.
 	Skipped []*PathError
+	// UnderReplicated counts, in a multi-site repository, the objects of
+	// this backup durable under the write quorum but missing from some
+	// site (down or slow): the backup is safe, redundancy is not complete
+	// until Repository.Repair (or the multisite store's CatchUp) runs.
+	UnderReplicated int64
 }
 
 // PathError reports a path that could not be backed up.
@@ -105,14 +112,16 @@ func (e *PathError) Unwrap() error { return e.Err }
 
 // session is one backup run.
 type session struct {
-	opts   Options
-	source string
-	t      *repo.Tenant
-	w      *repo.Writer
-	split  *chunk.Splitter
-	hasher *crypto.IDHasher
-	log    *slog.Logger
-	start  time.Time
+	opts         Options
+	source       string
+	ms           *multisite.Store
+	missedBefore int64
+	t            *repo.Tenant
+	w            *repo.Writer
+	split        *chunk.Splitter
+	hasher       *crypto.IDHasher
+	log          *slog.Logger
+	start        time.Time
 
 	files, dirs, links atomic.Int64
 	chunks, bytesRead  atomic.Int64
@@ -138,6 +147,9 @@ func newSession(ctx context.Context, pt *reprise.Tenant, source string, opts *Op
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.t = repo.Unwrap(pt)
+	if ms, ok := findMultisite(s.t.Repo.St); ok {
+		s.ms, s.missedBefore = ms, ms.Stats().UnderReplicated
+	}
 	idx, bad, err := s.t.LoadIndex(ctx)
 	if err != nil {
 		return nil, err
@@ -259,6 +271,9 @@ func (s *session) finish(ctx context.Context, kind, source string, tree []format
 		},
 	}
 	res.Duration = time.Since(s.start)
+	if s.ms != nil {
+		res.UnderReplicated = s.ms.Stats().UnderReplicated - s.missedBefore
+	}
 	snap.Stats.Seconds = res.Duration.Seconds()
 	if err := s.t.WriteSnapshot(ctx, snap); err != nil {
 		return nil, s.abort(err)
@@ -275,6 +290,12 @@ func (s *session) finish(ctx context.Context, kind, source string, tree []format
 		Kind: format.RunBackup, Source: source, Host: s.opts.Host, Start: s.start, End: time.Now(), OK: true,
 		Snapshot: id.String(), Files: res.Files, BytesRead: res.BytesRead, BytesAdded: res.BytesAdded,
 	})
+	if s.ms != nil {
+		res.UnderReplicated = s.ms.Stats().UnderReplicated - s.missedBefore
+		if res.UnderReplicated > 0 {
+			s.log.Warn("backup is under-replicated: some sites missed writes; run repair", "objects", res.UnderReplicated)
+		}
+	}
 	s.log.Info("backup done", "snapshot", id.Short(), "files", res.Files, "bytes_read", res.BytesRead,
 		"bytes_added", res.BytesAdded, "new_chunks", res.NewChunks, "took", res.Duration)
 	return res, nil
@@ -365,4 +386,18 @@ func (s *session) storeTree(ctx context.Context, fill func(*format.TreeWriter) e
 		return nil, o.err
 	}
 	return o.refs, nil
+}
+
+func findMultisite(st storage.Storage) (*multisite.Store, bool) {
+	for st != nil {
+		if m, ok := st.(*multisite.Store); ok {
+			return m, true
+		}
+		w, ok := st.(storage.Wrapper)
+		if !ok {
+			return nil, false
+		}
+		st = w.Unwrap()
+	}
+	return nil, false
 }

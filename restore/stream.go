@@ -21,6 +21,7 @@ func Stream(ctx context.Context, t *reprise.Tenant, ref string, w io.Writer, opt
 		return nil, err
 	}
 	if s.snap.Kind != format.SnapshotStream {
+		s.stopProgress()
 		return nil, fmt.Errorf("restore: snapshot %s is a %s snapshot of %s; restore it to a directory", s.snap.ID.Short(), s.snap.Kind, s.snap.Source)
 	}
 	tr := format.NewTreeReader(s.loader.StreamReader(ctx, s.snap.Tree))
@@ -31,10 +32,13 @@ func Stream(ctx context.Context, t *reprise.Tenant, ref string, w io.Writer, opt
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("restore: reading the snapshot's tree: %w", err)
+			err = fmt.Errorf("restore: reading the snapshot's tree: %w", err)
+			s.record(err)
+			return nil, err
 		}
 		if n.Type == format.TypeFile {
 			if file != nil {
+				s.stopProgress()
 				return nil, fmt.Errorf("restore: %w: stream snapshot holds more than one file", format.ErrCorrupt)
 			}
 			c := *n
@@ -43,6 +47,7 @@ func Stream(ctx context.Context, t *reprise.Tenant, ref string, w io.Writer, opt
 		}
 	}
 	if file == nil {
+		s.stopProgress()
 		return nil, fmt.Errorf("restore: %w: stream snapshot holds no stream", format.ErrCorrupt)
 	}
 	if err := s.copyOrdered(ctx, file.Chunks, w); err != nil {

@@ -3,6 +3,7 @@ package format
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/reprise-backup/reprise/crypto"
 )
@@ -112,6 +113,9 @@ func (p *PackBuilder) Add(kind byte, id *crypto.ID, chunk []byte, compress bool)
 func (p *PackBuilder) AddEncoded(kind byte, id *crypto.ID, payload []byte, rawLen int) {
 	p.ad = ChunkAD(p.ad[:0], p.gen, &p.handle, kind, id)
 	off := len(p.buf)
+	// Grow geometrically first: Seal alone would grow the buffer to the
+	// exact length, copying the whole pack at every chunk.
+	p.buf = slices.Grow(p.buf, len(payload)+crypto.Overhead)
 	p.buf = p.c.Seal(p.buf, uint64(len(p.blobs)), payload, p.ad)
 	p.blobs = append(p.blobs, BlobInfo{
 		Kind: kind, ID: *id, Seq: uint32(len(p.blobs)), Offset: uint32(off),
@@ -131,6 +135,7 @@ func (p *PackBuilder) Finish() []byte {
 		body = binary.AppendUvarint(body, uint64(b.RawLen))
 	}
 	start := len(p.buf)
+	p.buf = slices.Grow(p.buf, len(body)+crypto.Overhead+TrailerSize)
 	p.buf = p.c.Seal(p.buf, crypto.LastSeq, body, packHeaderAD(p.gen, &p.handle))
 	hlen := len(p.buf) - start
 	p.buf = binary.BigEndian.AppendUint32(p.buf, p.gen)

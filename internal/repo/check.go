@@ -23,6 +23,7 @@ type CheckOptions struct {
 // Problem is one defect found by Check.
 type Problem struct {
 	Tenant string // empty for repository-level objects
+	Site   string // the site holding the bad copy, for multi-site repositories
 	Object string // the stored object at fault, when there is one
 	Err    error
 }
@@ -31,6 +32,9 @@ func (p Problem) Error() string {
 	var b strings.Builder
 	if p.Tenant != "" {
 		fmt.Fprintf(&b, "tenant %q: ", p.Tenant)
+	}
+	if p.Site != "" {
+		fmt.Fprintf(&b, "site %s: ", p.Site)
 	}
 	if p.Object != "" {
 		fmt.Fprintf(&b, "%s: ", p.Object)
@@ -292,6 +296,11 @@ func (r *Repo) Check(ctx context.Context, opts CheckOptions) (*CheckReport, erro
 		}
 		t.Close()
 		if err != nil {
+			return nil, err
+		}
+	}
+	if opts.ReadData {
+		if err := r.CheckSites(ctx, rep); err != nil {
 			return nil, err
 		}
 	}

@@ -166,15 +166,15 @@ func (t *Tenant) readIndex(ctx context.Context, key string) ([]format.PackEntry,
 	if err != nil {
 		return nil, fmt.Errorf("%w: index object name", format.ErrCorrupt)
 	}
-	b, err := storage.ReadAll(ctx, t.Repo.St, key)
-	if err != nil {
-		return nil, err
-	}
-	pt, err := t.openSealed(format.MagicIndex, &id, b)
-	if err != nil {
-		return nil, err
-	}
-	return format.UnmarshalIndex(pt)
+	var packs []format.PackEntry
+	err = t.Repo.readVerified(ctx, key, func(b []byte) error {
+		pt, err := t.openSealed(format.MagicIndex, &id, b)
+		if err == nil {
+			packs, err = format.UnmarshalIndex(pt)
+		}
+		return err
+	})
+	return packs, err
 }
 
 func (t *Tenant) openSealed(magic string, id *crypto.ID, b []byte) ([]byte, error) {

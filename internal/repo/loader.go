@@ -108,15 +108,40 @@ func (l *Loader) hasherFor(s *Scratch, gen uint32) (*crypto.IDHasher, error) {
 	return h, nil
 }
 
-// Load appends the plaintext of chunk id to dst.
+// Load appends the plaintext of chunk id to dst. When the copy read is bad
+// (fails authentication, is truncated or corrupt) and the backend keeps
+// several copies, the other copies are tried and the bad one is reported.
 func (l *Loader) Load(ctx context.Context, id crypto.ID, dst []byte, s *Scratch) ([]byte, error) {
 	loc, p, ok := l.idx.Lookup(id)
 	if !ok {
 		return nil, &ChunkError{ID: id, Err: ErrChunkMissing}
 	}
+	out, err := l.loadFrom(ctx, l.t.Repo.St, id, loc, p, dst, s)
+	if err == nil || !(badCopy(err) || errors.Is(err, storage.ErrNotExist)) {
+		return out, err
+	}
+	rep, ok := storage.AsReplicated(l.t.Repo.St)
+	if !ok {
+		return nil, err
+	}
+	key := l.t.PackKey(p.ID)
+	for _, c := range rep.Replicas() {
+		out, rerr := l.loadFrom(ctx, c.Storage, id, loc, p, dst, s)
+		if rerr == nil {
+			l.t.Repo.Log.Warn("a damaged copy was read around; run repair", "object", key, "site", c.Name)
+			return out, nil
+		}
+		if badCopy(rerr) {
+			rep.ReportBadCopy(c.Name, key, rerr)
+		}
+	}
+	return nil, err
+}
+
+func (l *Loader) loadFrom(ctx context.Context, st storage.Storage, id crypto.ID, loc Loc, p PackRef, dst []byte, s *Scratch) ([]byte, error) {
 	key := l.t.PackKey(p.ID)
 	start := time.Now()
-	rc, err := l.t.Repo.St.Get(ctx, key, int64(loc.Offset), int64(loc.SealedLen))
+	rc, err := st.Get(ctx, key, int64(loc.Offset), int64(loc.SealedLen))
 	if err != nil {
 		if errors.Is(err, storage.ErrInvalidRange) {
 			err = fmt.Errorf("%w: pack truncated: %w", format.ErrCorrupt, err)

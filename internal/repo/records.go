@@ -71,13 +71,13 @@ func (t *Tenant) readRecord(ctx context.Context, key, name string) (*format.Reco
 	if err != nil {
 		return nil, fmt.Errorf("%w: run record object name", format.ErrCorrupt)
 	}
-	b, err := storage.ReadAll(ctx, t.Repo.St, key)
-	if err != nil {
-		return nil, err
-	}
-	pt, err := t.openSealed(format.MagicRecord, &id, b)
-	if err != nil {
-		return nil, err
-	}
-	return format.ParseRecord(pt, &id)
+	var rec *format.Record
+	err = t.Repo.readVerified(ctx, key, func(b []byte) error {
+		pt, err := t.openSealed(format.MagicRecord, &id, b)
+		if err == nil {
+			rec, err = format.ParseRecord(pt, &id)
+		}
+		return err
+	})
+	return rec, err
 }

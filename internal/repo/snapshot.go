@@ -40,18 +40,17 @@ func (t *Tenant) WriteSnapshot(ctx context.Context, s *format.Snapshot) error {
 // ReadSnapshot reads one snapshot by its full ID.
 func (t *Tenant) ReadSnapshot(ctx context.Context, id crypto.ID) (*format.Snapshot, error) {
 	key := t.SnapshotKey(id)
-	b, err := storage.ReadAll(ctx, t.Repo.St, key)
+	var s *format.Snapshot
+	err := t.Repo.readVerified(ctx, key, func(b []byte) error {
+		pt, err := t.openSealed(format.MagicSnapshot, &id, b)
+		if err == nil {
+			s, err = format.ParseSnapshot(pt, &id)
+		}
+		return err
+	})
 	if errors.Is(err, storage.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrSnapshotNotFound, id.Short())
 	} else if err != nil {
-		return nil, fmt.Errorf("reading snapshot %s: %w", key, err)
-	}
-	pt, err := t.openSealed(format.MagicSnapshot, &id, b)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot object %s: %w", key, err)
-	}
-	s, err := format.ParseSnapshot(pt, &id)
-	if err != nil {
 		return nil, fmt.Errorf("snapshot object %s: %w", key, err)
 	}
 	return s, nil

@@ -1,0 +1,225 @@
+// Command reprise is a command-line front end to the Reprise backup
+// library: it creates repositories, backs up directories and streams into
+// them, lists and restores snapshots, and checks repositories.
+//
+// The passphrase is read from the environment variable REPRISE_PASSWORD,
+// never from a flag. Run "reprise help" for the list of commands.
+//
+// Exit status: 0 on success, 1 on error, 2 on a usage error, 3 when a
+// backup was saved but some paths could not be read, 130 when interrupted.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+)
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitPartial     = 3 // backup saved, but some paths were skipped
+	exitInterrupted = 130
+)
+
+// env is what a command sees of the outside world, so that commands can
+// be run in-process with other streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// progress is true when live progress may be drawn on stderr (it is a
+	// terminal).
+	progress bool
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	args    string // synopsis of the arguments, after the name
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// commands lists the subcommands in the order help shows them.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		{"init", "--repo URL [--pack-size SIZE] [--kdf-cost=low]", "create a repository", cmdInit},
+		{"backup", "--repo URL --tenant T [--json] PATH\n       reprise backup --repo URL --tenant T --stdin --name NAME [--json]", "back up a directory, or standard input", cmdBackup},
+		{"snapshots", "--repo URL --tenant T [--json]", "list a tenant's snapshots, oldest first", cmdSnapshots},
+		{"restore", "--repo URL --tenant T ID|latest --target DIR\n       reprise restore --repo URL --tenant T ID|latest --stdout", "restore a snapshot into a directory, or to standard output", cmdRestore},
+		{"check", "--repo URL [--read-data]", "verify the repository; --read-data reads every byte", cmdCheck},
+		{"tenants", "--repo URL [--json]", "list the repository's tenants", cmdTenants},
+		{"help", "[COMMAND]", "show this help, or a command's flags", cmdHelp},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default handling, so a
+		// second Ctrl-C kills the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	e := &env{
+		stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv,
+		progress: term.IsTerminal(int(os.Stderr.Fd())),
+	}
+	code := run(ctx, e, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args (without the program name) and returns
+// the exit status.
+func run(ctx context.Context, e *env, args []string) int {
+	if len(args) == 0 {
+		printUsage(e.stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		printUsage(e.stdout)
+		return exitOK
+	}
+	cmd := lookup(name)
+	if cmd == nil {
+		fmt.Fprintf(e.stderr, "reprise: unknown command %q\n\n", name)
+		printUsage(e.stderr)
+		return exitUsage
+	}
+	err := cmd.run(ctx, e, args[1:])
+	return report(ctx, e, err)
+}
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// exitErr carries an exit status other than exitError. A nil err means
+// the command already said everything it had to.
+type exitErr struct {
+	code int
+	err  error
+}
+
+func (e *exitErr) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitErr) Unwrap() error { return e.err }
+
+// usageErrorf reports a command line that does not make sense.
+func usageErrorf(format string, args ...any) error {
+	return &exitErr{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// report prints err (if any) and maps it to an exit status.
+func report(ctx context.Context, e *env, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, ctx.Err())) {
+		fmt.Fprintln(e.stderr, "reprise: interrupted")
+		return exitInterrupted
+	}
+	code := exitError
+	var xe *exitErr
+	if errors.As(err, &xe) {
+		code = xe.code
+		if xe.err == nil {
+			return code
+		}
+	}
+	msg := strings.TrimPrefix(err.Error(), "reprise: ")
+	fmt.Fprintf(e.stderr, "reprise: %s\n", msg)
+	if code == exitUsage {
+		fmt.Fprintln(e.stderr, "run 'reprise help' for usage")
+	}
+	return code
+}
+
+const usageHead = `reprise: encrypted, chunked, deduplicated backups
+
+usage: reprise COMMAND [flags] [arguments]
+
+commands:
+`
+
+const usageTail = `
+The passphrase is read from the environment variable REPRISE_PASSWORD.
+--repo takes a directory path, file:///path, or (when the drivers are
+linked in) s3://bucket/prefix, gs://bucket/prefix, azblob://container/prefix.
+Flags may come before or after the arguments; --flag=value and --flag value
+both work. Every command also takes --verbose (debug logs on stderr).
+Run 'reprise help COMMAND' (or 'reprise COMMAND -h') for a command's flags.
+
+examples:
+  export REPRISE_PASSWORD='a long passphrase'
+  reprise init --repo /srv/backup
+  reprise backup --repo /srv/backup --tenant acme /var/lib/acme
+  pg_dump acme | reprise backup --repo /srv/backup --tenant acme --stdin --name acme.sql
+  reprise snapshots --repo /srv/backup --tenant acme
+  reprise restore --repo /srv/backup --tenant acme latest --target /tmp/acme
+  reprise restore --repo /srv/backup --tenant acme latest --stdout | psql acme
+  reprise check --repo /srv/backup --read-data
+
+exit status: 0 success, 1 error, 2 usage error, 3 backup saved but some
+paths could not be read, 130 interrupted.
+`
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usageHead)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, usageTail)
+}
+
+func cmdHelp(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		printUsage(e.stdout)
+		return nil
+	}
+	c := lookup(args[0])
+	if c == nil || c.name == "help" {
+		if c == nil {
+			return usageErrorf("unknown command %q", args[0])
+		}
+		printUsage(e.stdout)
+		return nil
+	}
+	// Every command prints its own usage on -h.
+	return c.run(ctx, &env{stdin: e.stdin, stdout: e.stdout, stderr: e.stdout, getenv: e.getenv}, []string{"-h"})
+}
+
+// newLogger returns the library logger for --verbose: debug logs to
+// stderr; nil (discard) otherwise.
+func newLogger(e *env, verbose bool) *slog.Logger {
+	if !verbose {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
