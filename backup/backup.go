@@ -46,6 +46,9 @@ type Options struct {
 	Tags []string
 	// Host is recorded in the snapshot; empty means os.Hostname.
 	Host string
+	// Time is recorded as the snapshot's time; zero means when the backup
+	// starts. Set it when importing history (and in tests of retention).
+	Time time.Time
 	// Files is the number of files read and chunked at once; 0 means
 	// GOMAXPROCS.
 	Files int
@@ -116,6 +119,7 @@ type session struct {
 	source       string
 	ms           *multisite.Store
 	missedBefore int64
+	lease        *repo.Lease
 	t            *repo.Tenant
 	w            *repo.Writer
 	split        *chunk.Splitter
@@ -133,6 +137,7 @@ type session struct {
 
 func newSession(ctx context.Context, pt *reprise.Tenant, source string, opts *Options) (*session, error) {
 	s := &session{start: time.Now(), source: source}
+	var err error
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -150,8 +155,14 @@ func newSession(ctx context.Context, pt *reprise.Tenant, source string, opts *Op
 	if ms, ok := findMultisite(s.t.Repo.St); ok {
 		s.ms, s.missedBefore = ms, ms.Stats().UnderReplicated
 	}
-	idx, bad, err := s.t.LoadIndex(ctx)
+	// The lease tells a concurrent prune that this backup may reference
+	// whatever the index holds now; it is taken before the index is read.
+	if s.lease, err = s.t.TakeLease(ctx, s.start); err != nil {
+		return nil, err
+	}
+	idx, bad, err := s.t.LoadIndexForWrite(ctx)
 	if err != nil {
+		s.lease.Release()
 		return nil, err
 	}
 	for _, b := range bad {
@@ -264,7 +275,7 @@ func (s *session) finish(ctx context.Context, kind, source string, tree []format
 		Skipped: s.skipped,
 	}
 	snap := &format.Snapshot{
-		ID: id, Time: s.start.UTC(), Host: s.opts.Host, Kind: kind, Source: source, Tags: s.opts.Tags, Tree: tree,
+		ID: id, Time: s.snapTime(), Host: s.opts.Host, Kind: kind, Source: source, Tags: s.opts.Tags, Tree: tree,
 		Stats: format.SnapshotStats{
 			Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Bytes: res.BytesRead,
 			Chunks: res.Chunks, NewChunks: res.NewChunks, BytesAdded: res.BytesAdded,
@@ -286,6 +297,7 @@ func (s *session) finish(ctx context.Context, kind, source string, tree []format
 	if err != nil {
 		return nil, err
 	}
+	s.lease.Release()
 	s.record(ctx, &format.Record{
 		Kind: format.RunBackup, Source: source, Host: s.opts.Host, Start: s.start, End: time.Now(), OK: true,
 		Snapshot: id.String(), Files: res.Files, BytesRead: res.BytesRead, BytesAdded: res.BytesAdded,
@@ -315,6 +327,7 @@ func (s *session) abort(err error) error {
 	if !s.w.Closed() {
 		s.w.Abort(err)
 	}
+	s.lease.Release()
 	// A failed run is recorded too: health reports it as FAILED.
 	s.record(context.Background(), &format.Record{
 		Kind: format.RunBackup, Source: s.source, Host: s.opts.Host, Start: s.start, End: time.Now(),
@@ -400,4 +413,11 @@ func findMultisite(st storage.Storage) (*multisite.Store, bool) {
 		st = w.Unwrap()
 	}
 	return nil, false
+}
+
+func (s *session) snapTime() time.Time {
+	if !s.opts.Time.IsZero() {
+		return s.opts.Time.UTC()
+	}
+	return s.start.UTC()
 }

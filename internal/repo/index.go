@@ -110,16 +110,51 @@ func (b BadObject) Error() string { return b.Key + ": " + b.Err.Error() }
 // LoadIndex reads every index object of the tenant. Objects that fail to
 // read or authenticate are returned in bad, not silently dropped: callers
 // decide whether a partial index is good enough (a backup merely stores
-// those chunks again; check reports them).
+// those chunks again; check reports them). An index object that vanished
+// between listing and reading (a prune consolidated it) makes it start
+// over, so no pack is missed.
 func (t *Tenant) LoadIndex(ctx context.Context) (idx *Index, bad []BadObject, err error) {
+	idx, bad, _, _, err = t.loadIndex(ctx, nil, false)
+	return idx, bad, err
+}
+
+// LoadIndexForWrite is LoadIndex for backups: packs a prune has marked for
+// deletion are left out, so that nothing new deduplicates against them.
+func (t *Tenant) LoadIndexForWrite(ctx context.Context) (*Index, []BadObject, error) {
+	stones, err := t.tombstones(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	skip := map[crypto.ID]bool{}
+	for _, s := range stones {
+		for _, p := range s.Packs {
+			skip[p] = true
+		}
+	}
+	idx, bad, _, _, err := t.loadIndex(ctx, skip, false)
+	return idx, bad, err
+}
+
+// loadIndex also returns the keys of the index objects it read and, with
+// keepEntries, their contents as read (all blobs of each pack, in order).
+func (t *Tenant) loadIndex(ctx context.Context, skip map[crypto.ID]bool, keepEntries bool) (idx *Index, bad []BadObject, keys []string, entries []format.PackEntry, err error) {
+	for attempt := 0; ; attempt++ {
+		var vanished bool
+		idx, bad, keys, entries, vanished, err = t.loadIndexOnce(ctx, skip, keepEntries)
+		if err != nil || !vanished || attempt == 4 {
+			return idx, bad, keys, entries, err
+		}
+	}
+}
+
+func (t *Tenant) loadIndexOnce(ctx context.Context, skip map[crypto.ID]bool, keepEntries bool) (idx *Index, bad []BadObject, keys []string, entries []format.PackEntry, vanished bool, err error) {
 	idx = NewIndex()
-	var keys []string
 	prefix := t.DataPrefix() + "i/"
 	if err := t.Repo.St.List(ctx, prefix, func(i storage.Info) error {
 		keys = append(keys, i.Key)
 		return nil
 	}); err != nil {
-		return nil, nil, fmt.Errorf("listing indexes: %w", err)
+		return nil, nil, nil, nil, false, fmt.Errorf("listing indexes: %w", err)
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -132,7 +167,10 @@ func (t *Tenant) LoadIndex(ctx context.Context) (idx *Index, bad []BadObject, er
 					return ctxErr
 				}
 				if errors.Is(err, storage.ErrNotExist) {
-					return nil // removed by a concurrent prune after listing
+					mu.Lock()
+					vanished = true
+					mu.Unlock()
+					return nil
 				}
 				if isFatalStorage(err) {
 					return err
@@ -143,15 +181,22 @@ func (t *Tenant) LoadIndex(ctx context.Context) (idx *Index, bad []BadObject, er
 				return nil
 			}
 			for i := range packs {
-				idx.Add(&packs[i])
+				if !skip[packs[i].ID] {
+					idx.Add(&packs[i])
+				}
+			}
+			if keepEntries {
+				mu.Lock()
+				entries = append(entries, packs...)
+				mu.Unlock()
 			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, nil, false, err
 	}
-	return idx, bad, nil
+	return idx, bad, keys, entries, vanished, nil
 }
 
 // isFatalStorage reports storage errors that say nothing about the object

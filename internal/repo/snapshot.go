@@ -135,3 +135,12 @@ func (t *Tenant) FindSnapshot(ctx context.Context, ref string) (*format.Snapshot
 	}
 	return found, nil
 }
+
+// DeleteSnapshot removes a snapshot object. Its chunks stay until a prune.
+func (t *Tenant) DeleteSnapshot(ctx context.Context, id crypto.ID) error {
+	err := t.Repo.St.Delete(ctx, t.SnapshotKey(id))
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil
+	}
+	return err
+}

@@ -61,6 +61,7 @@ type Writer struct {
 
 	imu       sync.Mutex
 	unflushed []format.PackEntry
+	written   []format.PackEntry // indexed durably so far
 
 	// Stats, updated atomically.
 	NewChunks  atomic.Int64
@@ -278,6 +279,9 @@ func (w *Writer) writeIndex(packs []format.PackEntry) error {
 	for i := range packs {
 		w.idx.Add(&packs[i])
 	}
+	w.imu.Lock()
+	w.written = append(w.written, packs...)
+	w.imu.Unlock()
 	w.mu.Lock()
 	for i := range packs {
 		for _, b := range packs[i].Blobs {
@@ -336,4 +340,11 @@ func (w *Writer) Abort(cause error) {
 		close(w.uploads)
 		w.uploadW.Wait()
 	}
+}
+
+// Written returns the packs this writer stored and indexed.
+func (w *Writer) Written() []format.PackEntry {
+	w.imu.Lock()
+	defer w.imu.Unlock()
+	return append([]format.PackEntry(nil), w.written...)
 }

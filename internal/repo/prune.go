@@ -1,0 +1,338 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/reprise-backup/reprise/crypto"
+	"github.com/reprise-backup/reprise/internal/format"
+	"github.com/reprise-backup/reprise/storage"
+)
+
+// Prune runs in two phases so that it never deletes what a concurrent
+// backup may use, without any lock (docs/FORMAT.md, "Prune"):
+//
+//  1. mark: packs no snapshot needs are listed in a tombstone object,
+//     "t/<handle>/x/<id>", with the time of marking. Backups starting after
+//     that load the index without them, so they never deduplicate against
+//     a marked pack.
+//  2. sweep, at a later prune: a tombstone older than the grace period and
+//     older than the start of every running backup (their leases) has its
+//     packs deleted — those still unneeded by every snapshot then; a pack a
+//     backup resurrected meanwhile is kept.
+//
+// Partly used packs whose waste is above the threshold are repacked: their
+// live chunks are copied to new packs, a consolidated index replaces the
+// index objects read, and the old packs are marked.
+
+type tombstone struct {
+	key   string
+	Time  time.Time   `json:"time"`
+	Packs []crypto.ID `json:"packs"`
+}
+
+func (t *Tenant) tombstones(ctx context.Context) ([]tombstone, error) {
+	var out []tombstone
+	prefix := t.DataPrefix() + "x/"
+	err := t.Repo.St.List(ctx, prefix, func(i storage.Info) error {
+		b, err := storage.ReadAll(ctx, t.Repo.St, i.Key)
+		if errors.Is(err, storage.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		ts := tombstone{key: i.Key}
+		if err := json.Unmarshal(b, &ts); err != nil {
+			t.Repo.Log.Warn("ignoring unreadable tombstone", "object", i.Key, "err", err)
+			return nil
+		}
+		out = append(out, ts)
+		return nil
+	})
+	return out, err
+}
+
+// PruneOptions tune Prune.
+type PruneOptions struct {
+	// Grace is how long a marked pack waits before deletion; 0 means 1h.
+	Grace time.Duration
+	// RepackWaste repacks a partly used pack when at least this share of
+	// its bytes is unused; 0 means 0.5, a negative value never repacks.
+	RepackWaste float64
+	// DryRun reports what would be done and changes nothing.
+	DryRun bool
+	// Now is the time to judge against; zero means time.Now().
+	Now time.Time
+}
+
+// PruneReport says what Prune did (or, with DryRun, would do).
+type PruneReport struct {
+	Snapshots      int
+	ChunksUsed     int64
+	ChunksUnused   int64
+	PacksMarked    int   // newly marked for deletion
+	PacksDeleted   int   // swept
+	BytesDeleted   int64 // in swept packs
+	PacksRepacked  int   // partly used packs whose live chunks were copied
+	BytesRepacked  int64 // plaintext bytes copied
+	PacksWaiting   int   // marked, waiting for the grace period or a running backup
+	IndexesRemoved int   // index objects replaced by a consolidated one
+	RunningBackups bool  // a live backup lease held the sweep back
+}
+
+// Prune reclaims the space of chunks no snapshot uses, for this tenant.
+// It refuses to run when an index or snapshot object is unreadable: it
+// could not tell what that object references. Run one prune at a time per
+// tenant; backups may run concurrently.
+func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = time.Hour
+	}
+	if opts.RepackWaste == 0 {
+		opts.RepackWaste = 0.5
+	}
+	rep := &PruneReport{}
+	// Snapshots first, then the index: a snapshot is written after the
+	// index naming its chunks, so every snapshot seen is covered.
+	snaps, badSnaps, err := t.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(badSnaps) > 0 {
+		return nil, fmt.Errorf("prune refused: snapshot object %s is unreadable (%v)", badSnaps[0].Key, badSnaps[0].Err)
+	}
+	idx, bad, indexKeys, allEntries, err := t.loadIndex(ctx, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("prune refused: index object %s is unreadable (%v); run check and repair first", bad[0].Key, bad[0].Err)
+	}
+	rep.Snapshots = len(snaps)
+	used, err := t.usedChunks(ctx, idx, snaps)
+	if err != nil {
+		return nil, err
+	}
+
+	// Per-pack usage, by the index's view of where each chunk lives.
+	type usage struct {
+		ref              PackRef
+		total, live      int64 // sealed bytes
+		liveIDs          []crypto.ID
+		chunks, liveCnts int
+	}
+	packs := map[crypto.ID]*usage{}
+	for _, p := range idx.Packs() {
+		if packs[p.ID] == nil {
+			packs[p.ID] = &usage{ref: p}
+		}
+	}
+	idx.ForEach(func(id crypto.ID, l Loc, p PackRef) {
+		u := packs[p.ID]
+		u.total += int64(l.SealedLen)
+		u.chunks++
+		if used[id] {
+			u.live += int64(l.SealedLen)
+			u.liveIDs = append(u.liveIDs, id)
+			u.liveCnts++
+			rep.ChunksUsed++
+		} else {
+			rep.ChunksUnused++
+		}
+	})
+	stored := map[crypto.ID]int64{}
+	if err := t.Repo.St.List(ctx, t.DataPrefix()+"p/", func(i storage.Info) error {
+		if id, err := crypto.ParseID(i.Key[strings.LastIndexByte(i.Key, '/')+1:]); err == nil {
+			stored[id] = i.Size
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
+	// Sweep.
+	stones, err := t.tombstones(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := t.oldestLiveLease(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	marked := map[crypto.ID]bool{}
+	var sweep []crypto.ID
+	var swept []tombstone
+	for _, ts := range stones {
+		ripe := now.Sub(ts.Time) >= opts.Grace && (lease.IsZero() || lease.After(ts.Time))
+		if !lease.IsZero() && !lease.After(ts.Time) {
+			rep.RunningBackups = true
+		}
+		for _, p := range ts.Packs {
+			marked[p] = true
+		}
+		if !ripe {
+			rep.PacksWaiting += len(ts.Packs)
+			continue
+		}
+		for _, p := range ts.Packs {
+			if u := packs[p]; u != nil && u.liveCnts > 0 {
+				continue // resurrected by a backup: keep
+			}
+			if _, ok := stored[p]; ok {
+				sweep = append(sweep, p)
+			}
+		}
+		swept = append(swept, ts)
+	}
+
+	// Mark: unused packs, unindexed leftovers, and packs to repack.
+	var mark []crypto.ID
+	var repack []*usage
+	for id, u := range packs {
+		if marked[id] {
+			continue
+		}
+		switch {
+		case u.liveCnts == 0:
+			mark = append(mark, id)
+		case opts.RepackWaste > 0 && float64(u.total-u.live) >= opts.RepackWaste*float64(u.total):
+			repack = append(repack, u)
+		}
+	}
+	for id := range stored {
+		if packs[id] == nil && !marked[id] && lease.IsZero() {
+			mark = append(mark, id) // left by an interrupted backup
+		}
+	}
+	rep.PacksMarked = len(mark) + len(repack)
+	rep.PacksDeleted = len(sweep)
+	for _, p := range sweep {
+		rep.BytesDeleted += stored[p]
+	}
+	rep.PacksRepacked = len(repack)
+	if opts.DryRun {
+		for _, u := range repack {
+			for _, id := range u.liveIDs {
+				l, _, _ := idx.Lookup(id)
+				rep.BytesRepacked += int64(l.RawLen)
+			}
+		}
+		return rep, nil
+	}
+
+	// Repack: copy live chunks into new packs (their own index objects),
+	// forced past dedup since the index still names the old copies.
+	var newEntries []format.PackEntry
+	if len(repack) > 0 {
+		w := t.NewWriter(ctx, NewIndex(), WriterOptions{})
+		loader := t.NewLoader(idx)
+		var s Scratch
+		var buf []byte
+		for _, u := range repack {
+			for _, id := range u.liveIDs {
+				l, _, _ := idx.Lookup(id)
+				if buf, err = loader.Load(ctx, id, buf[:0], &s); err != nil {
+					w.Abort(err)
+					return nil, fmt.Errorf("repacking: %w", err)
+				}
+				if _, err := w.Add(l.Kind, id, buf); err != nil {
+					w.Abort(err)
+					return nil, fmt.Errorf("repacking: %w", err)
+				}
+				rep.BytesRepacked += int64(len(buf))
+			}
+			mark = append(mark, u.ref.ID)
+		}
+		if err := w.Close(); err != nil {
+			return nil, fmt.Errorf("repacking: %w", err)
+		}
+		newEntries = w.Written()
+	}
+
+	// Consolidated index: every pack read, minus swept and repacked ones,
+	// plus the repacked copies; then the index objects read are removed.
+	drop := map[crypto.ID]bool{}
+	for _, p := range sweep {
+		drop[p] = true
+	}
+	for _, u := range repack {
+		drop[u.ref.ID] = true
+	}
+	if len(drop) > 0 {
+		var entries []format.PackEntry
+		seen := map[crypto.ID]bool{}
+		for _, e := range allEntries {
+			if !drop[e.ID] && !seen[e.ID] {
+				seen[e.ID] = true
+				entries = append(entries, e)
+			}
+		}
+		entries = append(entries, newEntries...)
+		if err := t.WriteIndex(ctx, entries); err != nil {
+			return nil, fmt.Errorf("writing the consolidated index: %w", err)
+		}
+		for _, k := range indexKeys {
+			if err := t.Repo.St.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotExist) {
+				return nil, fmt.Errorf("removing replaced index %s: %w", k, err)
+			}
+			rep.IndexesRemoved++
+		}
+	}
+	for _, p := range sweep {
+		if err := t.Repo.St.Delete(ctx, t.PackKey(p)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+			return nil, fmt.Errorf("deleting pack: %w", err)
+		}
+	}
+	for _, ts := range swept {
+		if err := t.Repo.St.Delete(ctx, ts.key); err != nil && !errors.Is(err, storage.ErrNotExist) {
+			return nil, err
+		}
+	}
+	if len(mark) > 0 {
+		id, err := crypto.RandomID()
+		if err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(tombstone{Time: now.UTC(), Packs: mark})
+		if err := putBytes(ctx, t.Repo.St, t.DataPrefix()+"x/"+id.String(), b, true); err != nil {
+			return nil, fmt.Errorf("writing tombstone: %w", err)
+		}
+		rep.PacksWaiting += len(mark)
+	}
+	return rep, nil
+}
+
+// usedChunks walks every snapshot's tree and returns the chunks they use
+// (tree chunks included). A tree that cannot be read stops the prune.
+func (t *Tenant) usedChunks(ctx context.Context, idx *Index, snaps []*format.Snapshot) (map[crypto.ID]bool, error) {
+	used := map[crypto.ID]bool{}
+	loader := t.NewLoader(idx)
+	for _, s := range snaps {
+		for _, c := range s.Tree {
+			used[c.ID] = true
+		}
+		tr := format.NewTreeReader(loader.StreamReader(ctx, s.Tree))
+		for {
+			n, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("prune refused: tree of snapshot %s unreadable: %w", s.ID.Short(), err)
+			}
+			for _, c := range n.Chunks {
+				used[c.ID] = true
+			}
+		}
+	}
+	return used, nil
+}

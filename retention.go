@@ -1,0 +1,187 @@
+package reprise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/reprise-backup/reprise/crypto"
+	"github.com/reprise-backup/reprise/internal/repo"
+)
+
+// Retention is a retention policy: a snapshot is kept when any rule keeps
+// it. Counting rules keep the newest snapshot of each of the last N hours,
+// days, weeks (ISO), months or years that have one; KeepWithin keeps every
+// snapshot taken within that duration of the newest one.
+type Retention struct {
+	KeepLast    int
+	KeepHourly  int
+	KeepDaily   int
+	KeepWeekly  int
+	KeepMonthly int
+	KeepYearly  int
+	KeepWithin  time.Duration
+}
+
+// IsZero reports whether the policy keeps nothing (Forget refuses it).
+func (p Retention) IsZero() bool { return p == Retention{} }
+
+// Decision is what a retention policy decided for one snapshot, and why.
+type Decision struct {
+	Snapshot Snapshot
+	Keep     bool
+	Reasons  []string // e.g. "last 3", "daily 2021-03-10", "within 48h"
+}
+
+// ForgetOptions tune Forget.
+type ForgetOptions struct {
+	// DryRun decides and reports without deleting anything.
+	DryRun bool
+}
+
+// ErrEmptyPolicy reports a retention policy that would forget everything.
+var ErrEmptyPolicy = errors.New("retention policy keeps nothing: refusing to forget every snapshot")
+
+// Decide applies the policy to snapshots (any order); decisions come back
+// newest first. Times are judged in the snapshots' own time zone (UTC).
+func (p Retention) Decide(snaps []Snapshot) []Decision {
+	ds := make([]Decision, len(snaps))
+	for i := range snaps {
+		ds[i].Snapshot = snaps[len(snaps)-1-i]
+	}
+	// Newest first, by time.
+	sortNewestFirst(ds)
+	keep := func(i int, why string) {
+		ds[i].Keep = true
+		ds[i].Reasons = append(ds[i].Reasons, why)
+	}
+	for i := 0; i < len(ds) && i < p.KeepLast; i++ {
+		keep(i, fmt.Sprintf("last %d", p.KeepLast))
+	}
+	buckets := []struct {
+		n    int
+		name string
+		key  func(time.Time) string
+	}{
+		{p.KeepHourly, "hourly", func(t time.Time) string { return t.Format("2006-01-02 15h") }},
+		{p.KeepDaily, "daily", func(t time.Time) string { return t.Format("2006-01-02") }},
+		{p.KeepWeekly, "weekly", func(t time.Time) string { y, w := t.ISOWeek(); return fmt.Sprintf("%d-W%02d", y, w) }},
+		{p.KeepMonthly, "monthly", func(t time.Time) string { return t.Format("2006-01") }},
+		{p.KeepYearly, "yearly", func(t time.Time) string { return t.Format("2006") }},
+	}
+	for _, b := range buckets {
+		last, count := "", 0
+		for i := range ds {
+			if count >= b.n {
+				break
+			}
+			k := b.key(ds[i].Snapshot.Time.UTC())
+			if k != last {
+				keep(i, b.name+" "+k)
+				last = k
+				count++
+			}
+		}
+	}
+	if p.KeepWithin > 0 && len(ds) > 0 {
+		newest := ds[0].Snapshot.Time
+		for i := range ds {
+			if newest.Sub(ds[i].Snapshot.Time) <= p.KeepWithin {
+				keep(i, "within "+p.KeepWithin.String())
+			}
+		}
+	}
+	return ds
+}
+
+func sortNewestFirst(ds []Decision) {
+	for i := 1; i < len(ds); i++ { // insertion sort: inputs are nearly sorted
+		for j := i; j > 0 && ds[j].Snapshot.Time.After(ds[j-1].Snapshot.Time); j-- {
+			ds[j], ds[j-1] = ds[j-1], ds[j]
+		}
+	}
+}
+
+// Forget applies a retention policy to the tenant's snapshots, deleting the
+// snapshot objects it does not keep (their data stays until Prune), and
+// returns every decision with its reasons, newest first.
+func (t *Tenant) Forget(ctx context.Context, p Retention, opts *ForgetOptions) ([]Decision, error) {
+	if p.IsZero() {
+		return nil, ErrEmptyPolicy
+	}
+	if opts == nil {
+		opts = &ForgetOptions{}
+	}
+	snaps, err := t.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ds := p.Decide(snaps)
+	if opts.DryRun {
+		return ds, nil
+	}
+	for _, d := range ds {
+		if d.Keep {
+			continue
+		}
+		id, err := crypto.ParseID(d.Snapshot.ID)
+		if err != nil {
+			return ds, err
+		}
+		if err := t.t.DeleteSnapshot(ctx, id); err != nil {
+			return ds, fmt.Errorf("forgetting snapshot %s: %w", d.Snapshot.ShortID(), err)
+		}
+	}
+	return ds, nil
+}
+
+// PruneOptions tune Prune. The zero value is safe.
+type PruneOptions = repo.PruneOptions
+
+// PruneReport says what Prune did, per tenant summed.
+type PruneReport = repo.PruneReport
+
+// Prune reclaims the space of data no snapshot uses, for every tenant (or
+// the given ones). It is safe while backups run on other machines: packs
+// are first marked, and deleted by a later prune once the grace period
+// has passed and every backup running at marking time has finished
+// (backups announce themselves with leases; no lock is held). Partly used
+// packs above the waste threshold are repacked. It reads indexes and trees,
+// not packs (except those it repacks).
+func (r *Repository) Prune(ctx context.Context, opts *PruneOptions, tenants ...string) (*PruneReport, error) {
+	var o PruneOptions
+	if opts != nil {
+		o = *opts
+	}
+	if len(tenants) == 0 {
+		var err error
+		if tenants, err = r.r.TenantNames(ctx); err != nil {
+			return nil, err
+		}
+	}
+	total := &PruneReport{}
+	for _, name := range tenants {
+		t, err := r.r.Tenant(ctx, name, false)
+		if err != nil {
+			return total, err
+		}
+		rep, err := t.Prune(ctx, o)
+		t.Close()
+		if err != nil {
+			return total, fmt.Errorf("tenant %q: %w", name, err)
+		}
+		total.Snapshots += rep.Snapshots
+		total.ChunksUsed += rep.ChunksUsed
+		total.ChunksUnused += rep.ChunksUnused
+		total.PacksMarked += rep.PacksMarked
+		total.PacksDeleted += rep.PacksDeleted
+		total.BytesDeleted += rep.BytesDeleted
+		total.PacksRepacked += rep.PacksRepacked
+		total.BytesRepacked += rep.BytesRepacked
+		total.PacksWaiting += rep.PacksWaiting
+		total.IndexesRemoved += rep.IndexesRemoved
+		total.RunningBackups = total.RunningBackups || rep.RunningBackups
+	}
+	return total, nil
+}
