@@ -60,21 +60,21 @@ func refCut(g *Gear, p Params, data []byte) int {
 	maskS <<= 63 - (bitsAvg + 2)
 	maskL := uint64(1)<<(bitsAvg-2) - 1
 	maskL <<= 63 - (bitsAvg - 2)
-	// window returns the hash of data[l-64:l], straight from the
+	// hashAt returns the hash of data[l-64:l], straight from the
 	// definition.
-	window := func(l int) uint64 {
+	hashAt := func(l int) uint64 {
 		var h uint64
 		for k := 0; k < 64; k++ {
 			h += g[data[l-1-k]] << k
 		}
 		return h
 	}
-	h := window(p.Min)
+	h := hashAt(p.Min)
 	for l := p.Min; l <= n; l++ {
 		if l > p.Min {
 			h = h<<1 + g[data[l-1]] // rolling, checked below
 		}
-		if l%61 == 0 && h != window(l) {
+		if l%61 == 0 && h != hashAt(l) {
 			panic("refCut: rolling hash differs from the definition")
 		}
 		m := maskS

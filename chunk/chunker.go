@@ -57,10 +57,12 @@ func (c *Chunker) Reset(r io.Reader) {
 // io.EOF, give the same chunks.
 //
 // A read error other than io.EOF is returned, as is, by the call to Next
-// that needed the read, and by every later call: chunks already returned
-// stay valid, but the bytes buffered and not yet returned as chunks when the
-// error happened are not returned (the stream is broken; what remains of it
-// cannot be chunked as the whole stream would have been).
+// that needed the read, and by every later call. The chunks returned before
+// it are chunks of the stream as they would be without the error, but the
+// bytes that were buffered and not yet returned as chunks are not returned:
+// what remains of a broken stream cannot be chunked as the whole stream
+// would have been. A reader that returns (0, nil) 100 times in a row gives
+// io.ErrNoProgress.
 func (c *Chunker) Next() ([]byte, error) {
 	if c.err != nil {
 		return nil, c.err

@@ -36,6 +36,10 @@ type Options struct {
 	// Overwrite replaces files that already exist in the target. Without
 	// it, an existing file is left alone and reported as failed.
 	Overwrite bool
+	// Resume continues an interrupted restore into the same target: a
+	// file already in place whose content hashes to the snapshot's chunk
+	// IDs is kept without fetching anything; others are restored again.
+	Resume bool
 	// Progress, when set, is called about every ProgressInterval, and
 	// once at the end.
 	Progress         func(Progress)
@@ -58,7 +62,10 @@ type Result struct {
 	Snapshot              reprise.Snapshot
 	Files, Dirs, Symlinks int64
 	Bytes                 int64
-	Duration              time.Duration
+	// Verified counts files found already complete in the target and kept
+	// (Options.Resume); they are included in Files.
+	Verified int64
+	Duration time.Duration
 	// Failed lists the paths that could not be restored.
 	Failed []*FileError
 }
@@ -88,7 +95,7 @@ type session struct {
 	log    *slog.Logger
 	start  time.Time
 
-	files, dirs, links, bytes atomic.Int64
+	files, dirs, links, bytes, verified atomic.Int64
 
 	failMu sync.Mutex
 	failed []*FileError
@@ -195,7 +202,7 @@ func (s *session) result() (*Result, error) {
 		Snapshot: reprise.Snapshot{ID: s.snap.ID.String(), Time: s.snap.Time, Host: s.snap.Host, Kind: s.snap.Kind,
 			Source: s.snap.Source, Tags: s.snap.Tags, Stats: s.snap.Stats},
 		Files: s.files.Load(), Dirs: s.dirs.Load(), Symlinks: s.links.Load(), Bytes: s.bytes.Load(),
-		Duration: time.Since(s.start), Failed: s.failed,
+		Verified: s.verified.Load(), Duration: time.Since(s.start), Failed: s.failed,
 	}
 	if len(s.failed) == 0 {
 		s.record(nil)

@@ -243,3 +243,17 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	r.pos += n
 	return n, nil
 }
+
+// Matches reports whether data hashes to chunk id (under the key of the
+// generation of the pack the index locates it in), without reading it.
+func (l *Loader) Matches(id crypto.ID, data []byte) bool {
+	_, p, ok := l.idx.Lookup(id)
+	if !ok {
+		return false
+	}
+	keys, err := l.t.Keys(p.Gen)
+	if err != nil {
+		return false
+	}
+	return crypto.NewIDHasher(&keys.ChunkID).Sum(data) == id
+}

@@ -1,0 +1,194 @@
+package restore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reprise-backup/reprise"
+)
+
+// AllOptions tune a multi-tenant restore. The zero value restores every
+// tenant's latest snapshot, smallest first.
+type AllOptions struct {
+	// Options applies to each tenant's restore; Options.Concurrency is
+	// the global budget of chunk fetches in flight, shared by all tenants
+	// (0 means 16).
+	Options
+	// Tenants limits the restore to these tenants; empty means all.
+	Tenants []string
+	// Priority orders tenants: higher first; equal priorities go smallest
+	// first, so that most customers are back soonest.
+	Priority map[string]int
+	// Parallel is the number of tenants restored at once; 0 means 4.
+	Parallel int
+	// OnProgress, when set, receives an event whenever a tenant finishes.
+	OnProgress func(AllProgress)
+}
+
+// AllProgress reports a running multi-tenant restore.
+type AllProgress struct {
+	TenantsDone, TenantsFailed, TenantsTotal int
+	Bytes, TotalBytes                        int64
+	Elapsed                                  time.Duration
+	ETA                                      time.Duration // from the byte rate so far; 0 when unknown
+	Last                                     *TenantResult
+}
+
+// TenantResult is the outcome of one tenant's restore.
+type TenantResult struct {
+	Tenant   string
+	Dir      string // where it was restored
+	Snapshot string
+	Result   *Result
+	Err      error
+	Finished time.Duration // since the start of All
+}
+
+// All restores the latest snapshot of many tenants into target/<tenant>,
+// concurrently under one budget, in priority order (explicit priority,
+// then smallest first). One tenant failing does not stop the others: each
+// has its result. The error is non-nil only if the restore could not run
+// at all, or (wrapping ErrIncomplete) when some tenant failed.
+func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOptions) ([]TenantResult, error) {
+	if opts == nil {
+		opts = &AllOptions{}
+	}
+	o := *opts
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	names := o.Tenants
+	if len(names) == 0 {
+		var err error
+		if names, err = r.Tenants(ctx); err != nil {
+			return nil, err
+		}
+	}
+	type job struct {
+		name string
+		size int64
+		snap string
+		err  error
+		dir  string
+	}
+	jobs := make([]*job, 0, len(names))
+	used := map[string]bool{}
+	for _, n := range names {
+		j := &job{name: n, dir: filepath.Join(target, dirName(n, used))}
+		if t, err := r.OpenTenant(ctx, n); err != nil {
+			j.err = err
+		} else if s, err := t.Snapshot(ctx, "latest"); err != nil {
+			j.err = err
+		} else {
+			j.size, j.snap = s.Stats.Bytes, s.ID
+		}
+		jobs = append(jobs, j)
+	}
+	slices.SortStableFunc(jobs, func(a, b *job) int {
+		if c := cmp.Compare(o.Priority[b.name], o.Priority[a.name]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.size, b.size)
+	})
+	var total int64
+	for _, j := range jobs {
+		total += j.size
+	}
+	start := time.Now()
+	results := make([]TenantResult, len(jobs))
+	var done, failed atomic.Int64
+	var bytes atomic.Int64
+	var mu sync.Mutex
+	per := max(1, o.Concurrency/o.Parallel)
+	sem := make(chan struct{}, o.Parallel)
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		if ctx.Err() != nil {
+			results[i] = TenantResult{Tenant: j.name, Dir: j.dir, Err: ctx.Err()}
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res := TenantResult{Tenant: j.name, Dir: j.dir, Snapshot: j.snap, Err: j.err}
+			if res.Err == nil {
+				t, err := r.OpenTenant(ctx, j.name)
+				if err == nil {
+					topts := o.Options
+					topts.Concurrency = per
+					res.Result, err = Dir(ctx, t, j.snap, j.dir, &topts)
+					t.Close()
+				}
+				res.Err = err
+			}
+			res.Finished = time.Since(start)
+			if res.Result != nil {
+				bytes.Add(res.Result.Bytes)
+			}
+			if res.Err != nil {
+				failed.Add(1)
+			} else {
+				done.Add(1)
+			}
+			results[i] = res
+			if o.OnProgress != nil {
+				mu.Lock()
+				p := AllProgress{TenantsDone: int(done.Load()), TenantsFailed: int(failed.Load()), TenantsTotal: len(jobs),
+					Bytes: bytes.Load(), TotalBytes: total, Elapsed: time.Since(start), Last: &res}
+				if p.Bytes > 0 && p.Bytes < total {
+					p.ETA = time.Duration(float64(p.Elapsed) * float64(total-p.Bytes) / float64(p.Bytes))
+				}
+				o.OnProgress(p)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for _, res := range results {
+		if res.Err != nil {
+			errs = append(errs, fmt.Errorf("tenant %q: %w", res.Tenant, res.Err))
+		}
+	}
+	if len(errs) > 0 {
+		return results, fmt.Errorf("%w: %d of %d tenants failed: %w", ErrIncomplete, len(errs), len(jobs), errors.Join(errs...))
+	}
+	return results, nil
+}
+
+// dirName turns a tenant name into a directory name that is safe and
+// unique among those already used.
+func dirName(name string, used map[string]bool) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	d := b.String()
+	if d == "" || d == "." || d == ".." {
+		d = "_" + d
+	}
+	base := d
+	for i := 2; used[d]; i++ {
+		d = fmt.Sprintf("%s~%d", base, i)
+	}
+	used[d] = true
+	return d
+}
