@@ -11,6 +11,10 @@ type CheckOptions struct {
 	// ReadData also reads every pack, authenticates and decrypts every
 	// chunk and checks it against its ID.
 	ReadData bool
+	// ReadDataPercent, in (0, 100), makes ReadData read a random sample of
+	// that share of the packs (a scrub spread over several runs); 0 or 100
+	// reads every pack.
+	ReadDataPercent float64
 }
 
 // CheckReport is the outcome of Check. The repository is sound when
@@ -55,7 +59,7 @@ var ErrBadCopy = repo.ErrBadCopy
 func (r *Repository) Check(ctx context.Context, opts *CheckOptions) (*CheckReport, error) {
 	var o repo.CheckOptions
 	if opts != nil {
-		o.ReadData = opts.ReadData
+		o.ReadData, o.ReadDataPercent = opts.ReadData, opts.ReadDataPercent
 	}
 	rep, err := r.r.Check(ctx, o)
 	if err != nil {

@@ -409,3 +409,24 @@ func TestCheckClean(t *testing.T) {
 		t.Errorf("tenants: %v %v", names, err)
 	}
 }
+
+// TestCheckSample: a sampled read-data check reads part of the packs.
+func TestCheckSample(t *testing.T) {
+	ctx := context.Background()
+	r := testutil.InitRepo(t, storage.NewMem(), testutil.SmallChunks)
+	ten := tenant(t, r, "acme")
+	if _, err := backup.Stream(ctx, ten, "s", bytes.NewReader(testutil.RandBytes(rand.New(rand.NewPCG(7, 7)), 8<<20)), nil); err != nil {
+		t.Fatal(err)
+	}
+	full, err := r.Check(ctx, &reprise.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, err := r.Check(ctx, &reprise.CheckOptions{ReadData: true, ReadDataPercent: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Packs < 6 || half.BytesRead >= full.BytesRead || half.BytesRead == 0 && full.Packs > 20 {
+		t.Errorf("sampled check read %d bytes, full %d (%d packs)", half.BytesRead, full.BytesRead, full.Packs)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -18,6 +19,9 @@ type CheckOptions struct {
 	// ReadData reads, authenticates, decrypts and verifies every chunk of
 	// every pack, not only the structure.
 	ReadData bool
+	// ReadDataPercent, in (0, 100), reads only a random sample of that
+	// share of the packs; 0 or 100 reads them all.
+	ReadDataPercent float64
 }
 
 // Problem is one defect found by Check.
@@ -122,6 +126,9 @@ func (t *Tenant) CheckTenant(ctx context.Context, opts CheckOptions, rep *CheckR
 	if opts.ReadData {
 		for _, p := range packs {
 			if _, ok := stored[p.ID]; !ok {
+				continue
+			}
+			if pc := opts.ReadDataPercent; pc > 0 && pc < 100 && rand.Float64()*100 >= pc {
 				continue
 			}
 			if err := t.checkPack(ctx, loader, p, stored[p.ID], rep, add); err != nil {
