@@ -30,6 +30,9 @@ type backupJSON struct {
 	BytesAdded int64         `json:"bytes_added"` // bytes newly written to storage
 	Seconds    float64       `json:"seconds"`
 	Skipped    []skippedJSON `json:"skipped"`
+	// UnderReplicated counts, in a multi-site repository, the objects of
+	// this backup that missed a site (0 otherwise).
+	UnderReplicated int64 `json:"under_replicated"`
 }
 
 type skippedJSON struct {
@@ -75,11 +78,12 @@ func cmdBackup(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%s is not a directory (to back up a single stream, use --stdin --name NAME)", pos[0])
 		}
 	}
-	r, done, err := openRepo(ctx, e, &cf)
+	sess, err := openRepo(ctx, e, &cf)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer sess.Close()
+	r := sess.Repo
 	t, err := r.Tenant(ctx, tenant)
 	if err != nil {
 		return fmt.Errorf("tenant %q: %w", tenant, err)
@@ -126,13 +130,16 @@ func cmdBackup(ctx context.Context, e *env, args []string) error {
 	for _, s := range res.Skipped {
 		fmt.Fprintf(e.stderr, "reprise: warning: skipped %s\n", s.Error())
 	}
+	if res.UnderReplicated > 0 {
+		fmt.Fprintf(e.stderr, "reprise: warning: under-replicated: %d objects missed a site; run reprise repair\n", res.UnderReplicated)
+	}
 	if asJSON {
 		out := backupJSON{
 			Snapshot: res.Snapshot.ID, ShortID: res.Snapshot.ShortID(), Tenant: tenant, Time: res.Snapshot.Time,
 			Kind: res.Snapshot.Kind, Source: res.Snapshot.Source,
 			Files: res.Files, Dirs: res.Dirs, Symlinks: res.Symlinks, Chunks: res.Chunks, NewChunks: res.NewChunks,
 			BytesRead: res.BytesRead, BytesAdded: res.BytesAdded, Seconds: res.Duration.Seconds(),
-			Skipped: []skippedJSON{},
+			Skipped: []skippedJSON{}, UnderReplicated: res.UnderReplicated,
 		}
 		for _, s := range res.Skipped {
 			out.Skipped = append(out.Skipped, skippedJSON{Path: s.Path, Error: s.Err.Error()})

@@ -77,14 +77,14 @@ func (r cliResult) String() string {
 }
 
 // cliCommand prepares a run of the binary with REPRISE_PASSWORD set to
-// password (unset when empty).
+// password (unset when empty), and REPRISE_KEY_URL unset.
 func cliCommand(t *testing.T, password string, args ...string) *exec.Cmd {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, cliBin, args...)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, passwordEnv+"=") {
+		if !strings.HasPrefix(kv, passwordEnv+"=") && !strings.HasPrefix(kv, keyURLEnv+"=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
@@ -172,6 +172,13 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{"restore", "--repo", "x", "--tenant", "a", "latest", "--target", "d", "--stdout"},
 		{"init", "--repo", "x", "--kdf-cost", "silly"},
 		{"init", "--repo", "x", "--pack-size", "12XB"},
+		{"check", "--repo", "x", "--read-data", "50"}, // the percentage needs --read-data=50
+		{"check", "--repo", "x", "--read-data=150"},
+		{"key", "--repo", "x"},
+		{"tenant", "roll", "--repo", "x"}, // no tenant
+		{"drill", "--repo", "x", "--tenant", "a", "one", "two"},
+		{"health", "--repo", "x", "--stale-after", "soon"},
+		{"tenants", "--repo", "x", "--repo", "y", "--write-quorum", "3"},
 	} {
 		r := runCLI(t, testPassword, nil, args...)
 		if r.code != exitUsage || r.stdout != "" {

@@ -10,8 +10,10 @@ import (
 
 // commonFlags are taken by every command that opens a repository.
 type commonFlags struct {
-	repo    string
-	verbose bool
+	repos             stringList // --repo, repeatable: one per site
+	writeQuorum       int
+	allowSingleDomain bool
+	verbose           bool
 }
 
 // newFlagSet returns the flag set of command c, with the common flags
@@ -25,7 +27,10 @@ func newFlagSet(e *env, c *command, cf *commonFlags) *flag.FlagSet {
 		printDefaults(fs)
 	}
 	if cf != nil {
-		fs.StringVar(&cf.repo, "repo", "", "repository `URL`: a directory path, file://, s3://, gs:// or azblob://")
+		fs.Var(&cf.repos, "repo", "repository `URL`: a directory path, file://, s3://, gs:// or azblob://; repeat it for a\n"+
+			"multi-site repository, each as NAME:DOMAIN=URL (a site name and its failure domain)")
+		fs.IntVar(&cf.writeQuorum, "write-quorum", 0, "with several --repo: a write succeeds once `N` sites hold it (default: all sites)")
+		fs.BoolVar(&cf.allowSingleDomain, "allow-single-domain", false, "with several --repo: accept sites that all share one failure domain (tests, laptops)")
 		fs.BoolVar(&cf.verbose, "verbose", false, "print debug logs to stderr")
 	}
 	return fs

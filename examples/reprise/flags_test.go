@@ -12,6 +12,8 @@ import (
 	"testing/iotest"
 	"time"
 
+	"gocloud.dev/secrets"
+
 	"github.com/reprise-backup/reprise/storage"
 )
 
@@ -193,6 +195,11 @@ func TestCloudDrivers(t *testing.T) {
 	for _, scheme := range []string{"file", "s3", "gs", "azblob"} {
 		if !slices.Contains(storage.Schemes(), scheme) {
 			t.Errorf("scheme %s is not registered (registered: %v)", scheme, storage.Schemes())
+		}
+	}
+	for _, scheme := range []string{"base64key", "awskms", "gcpkms", "azurekeyvault"} {
+		if !secrets.DefaultURLMux().ValidKeeperScheme(scheme) {
+			t.Errorf("key keeper scheme %s is not registered", scheme)
 		}
 	}
 }

@@ -2,8 +2,11 @@
 // library: it creates repositories, backs up directories and streams into
 // them, lists and restores snapshots, and checks repositories.
 //
-// The passphrase is read from the environment variable REPRISE_PASSWORD,
-// never from a flag. Run "reprise help" for the list of commands.
+// The credentials are read from the environment variables REPRISE_PASSWORD
+// (a passphrase) and REPRISE_KEY_URL (a gocloud.dev/secrets key keeper
+// URL), never from flags. --repo may be repeated, NAME:DOMAIN=URL, for a
+// repository kept on several sites. Run "reprise help" for the list of
+// commands.
 //
 // Exit status: 0 on success, 1 on error, 2 on a usage error, 3 when a
 // backup was saved but some paths could not be read, 130 when interrupted.
@@ -56,12 +59,17 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		{"init", "--repo URL [--pack-size SIZE] [--kdf-cost=low]", "create a repository", cmdInit},
+		{"init", "--repo URL [--repo ...] [--pack-size SIZE] [--kdf-cost=low] [--label L]", "create a repository", cmdInit},
 		{"backup", "--repo URL --tenant T [--json] PATH\n       reprise backup --repo URL --tenant T --stdin --name NAME [--json]", "back up a directory, or standard input", cmdBackup},
 		{"snapshots", "--repo URL --tenant T [--json]", "list a tenant's snapshots, oldest first", cmdSnapshots},
 		{"restore", "--repo URL --tenant T ID|latest --target DIR\n       reprise restore --repo URL --tenant T ID|latest --stdout", "restore a snapshot into a directory, or to standard output", cmdRestore},
-		{"check", "--repo URL [--read-data]", "verify the repository; --read-data reads every byte", cmdCheck},
+		{"check", "--repo URL [--read-data[=PCT]]", "verify the repository; --read-data reads every byte (and every site's copy)", cmdCheck},
+		{"repair", "--repo URL --repo URL ... [--json]", "bring every site of a multi-site repository back to a full, verified copy", cmdRepair},
 		{"tenants", "--repo URL [--json]", "list the repository's tenants", cmdTenants},
+		{"health", "--repo URL [--stale-after DURATION] [--json]", "report, per tenant and source, whether backups are fresh; exit 1 if not", cmdHealth},
+		{"drill", "--repo URL --tenant T [ID|latest] [--sample PCT] [--json]", "restore a snapshot to nowhere, verifying everything, and time it", cmdDrill},
+		{"key", "add|list|remove|rotate --repo URL ...", "manage the key slots (passphrases and key keepers) that open the repository", cmdKey},
+		{"tenant", "erase|roll --repo URL ...", "erase a tenant (crypto-shredding), or roll its key", cmdTenant},
 		{"help", "[COMMAND]", "show this help, or a command's flags", cmdHelp},
 	}
 }
@@ -169,9 +177,31 @@ commands:
 `
 
 const usageTail = `
-The passphrase is read from the environment variable REPRISE_PASSWORD.
---repo takes a directory path, file:///path, or (when the drivers are
-linked in) s3://bucket/prefix, gs://bucket/prefix, azblob://container/prefix.
+credentials (from the environment, never from flags):
+  REPRISE_PASSWORD  a passphrase
+  REPRISE_KEY_URL   a gocloud.dev/secrets key keeper URL: base64key://KEY (a
+                    32-byte key in URL-safe base64), awskms://, gcpkms://,
+                    azurekeyvault:// (not linked into -tags nocloud builds).
+                    hashivault:// is not supported: its driver is a separate
+                    Go module this build does not include.
+  Either opens the repository; with both set, any key slot either opens will
+  do. init creates a keeper slot with REPRISE_KEY_URL, a passphrase slot with
+  REPRISE_PASSWORD, and both when both are set. 'reprise key add' adds others.
+
+repository location (--repo, on every command):
+  a directory path, file:///path, or (when the drivers are linked in)
+  s3://bucket/prefix, gs://bucket/prefix, azblob://container/prefix.
+  Repeat --repo for a multi-site repository, one per site, each written
+  NAME:DOMAIN=URL: a site name and its failure domain (the building, region or
+  provider one disaster takes out). NAME and DOMAIN are made of A-Z a-z 0-9
+  _ . - (site names in lower case); a value that is not of this form is a plain
+  URL (one site in a domain of its own, named site1, site2... by position).
+  Every object goes to every site; --write-quorum N lets a write succeed once N
+  sites hold it (default: all), the others catching up with 'reprise repair'.
+  Sites must span two failure domains or more; --allow-single-domain overrides
+  that, for tests and laptops. A site that cannot be opened counts as down.
+  Give the same --repo flags to every command.
+
 Flags may come before or after the arguments; --flag=value and --flag value
 both work. Every command also takes --verbose (debug logs on stderr).
 Run 'reprise help COMMAND' (or 'reprise COMMAND -h') for a command's flags.
@@ -185,9 +215,24 @@ examples:
   reprise restore --repo /srv/backup --tenant acme latest --target /tmp/acme
   reprise restore --repo /srv/backup --tenant acme latest --stdout | psql acme
   reprise check --repo /srv/backup --read-data
+  reprise health --repo /srv/backup --stale-after 26h
+  reprise drill --repo /srv/backup --tenant acme latest
 
-exit status: 0 success, 1 error, 2 usage error, 3 backup saved but some
-paths could not be read, 130 interrupted.
+  # keys: add a KMS key, then use it alone
+  export NEW_KEY_URL='awskms://alias/reprise?region=eu-west-3'
+  reprise key add --repo /srv/backup --new-key-url-env NEW_KEY_URL --label automation
+  REPRISE_PASSWORD= REPRISE_KEY_URL=$NEW_KEY_URL reprise key list --repo /srv/backup
+  reprise tenant erase --repo /srv/backup acme --rotate
+
+  # two sites in two failure domains
+  reprise init --repo sbg1:strasbourg=/mnt/a --repo rbx:roubaix=s3://b/x
+  reprise backup --repo sbg1:strasbourg=/mnt/a --repo rbx:roubaix=s3://b/x --tenant acme /var/lib/acme
+  reprise repair --repo sbg1:strasbourg=/mnt/a --repo rbx:roubaix=s3://b/x
+
+exit status: 0 success, 1 error (check: problems found; health: a source is
+STALE, FAILED or NEVER; repair: something unrepairable; drill: incomplete),
+2 usage error, 3 backup saved but some paths could not be read, 130
+interrupted.
 `
 
 func printUsage(w io.Writer) {
@@ -211,8 +256,9 @@ func cmdHelp(ctx context.Context, e *env, args []string) error {
 		printUsage(e.stdout)
 		return nil
 	}
-	// Every command prints its own usage on -h.
-	return c.run(ctx, &env{stdin: e.stdin, stdout: e.stdout, stderr: e.stdout, getenv: e.getenv}, []string{"-h"})
+	// Every command prints its own usage on -h ("help key add" asks the
+	// subcommand).
+	return c.run(ctx, &env{stdin: e.stdin, stdout: e.stdout, stderr: e.stdout, getenv: e.getenv}, append(args[1:len(args):len(args)], "-h"))
 }
 
 // newLogger returns the library logger for --verbose: debug logs to

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,55 +16,57 @@ import (
 	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/chunk"
 	"github.com/reprise-backup/reprise/crypto"
-	"github.com/reprise-backup/reprise/storage"
+	"github.com/reprise-backup/reprise/examples/internal/cliutil"
 )
 
-// passwordEnv names the environment variable holding the passphrase.
-const passwordEnv = "REPRISE_PASSWORD"
+// passwordEnv and keyURLEnv name the environment variables holding the
+// credentials (never flags).
+const (
+	passwordEnv = cliutil.PasswordEnv
+	keyURLEnv   = cliutil.KeyURLEnv
+)
 
-// passphrase returns the passphrase from the environment.
-func passphrase(e *env) ([]byte, error) {
-	p := e.getenv(passwordEnv)
-	if p == "" {
-		return nil, fmt.Errorf("%s is not set: the passphrase is read from the environment", passwordEnv)
+// asUsage maps the usage errors of cliutil to exit status 2.
+func asUsage(err error) error {
+	if err != nil && errors.Is(err, cliutil.ErrUsage) {
+		return &exitErr{code: exitUsage, err: err}
 	}
-	return []byte(p), nil
+	return err
 }
 
-// openStorage opens the backend named by --repo.
-func openStorage(ctx context.Context, cf *commonFlags) (storage.Storage, error) {
-	if cf.repo == "" {
-		return nil, usageErrorf("--repo is required")
-	}
-	return storage.Open(ctx, cf.repo)
+// warner prints one-line warnings on stderr.
+func warner(e *env) func(string) {
+	return func(msg string) { fmt.Fprintf(e.stderr, "reprise: warning: %s\n", msg) }
 }
 
-// openRepo opens the repository named by --repo with the passphrase from
-// the environment. It writes nothing. The returned function closes the
-// repository and its backend.
-func openRepo(ctx context.Context, e *env, cf *commonFlags) (*reprise.Repository, func(), error) {
-	st, err := openStorage(ctx, cf)
+// storageOptions are the multi-site options of the command line.
+func storageOptions(e *env, cf *commonFlags) cliutil.StorageOptions {
+	return cliutil.StorageOptions{WriteQuorum: cf.writeQuorum, AllowSingleDomain: cf.allowSingleDomain,
+		Warn: warner(e), Logger: newLogger(e, cf.verbose)}
+}
+
+// openRepo opens the repository named by --repo (one site, or several)
+// with the credentials from the environment. It writes nothing. Close the
+// session when done. For a multi-site repository it prints a hint when
+// the sites hold journals of missed writes.
+func openRepo(ctx context.Context, e *env, cf *commonFlags) (*cliutil.Session, error) {
+	return openRepoHint(ctx, e, cf, true)
+}
+
+func openRepoHint(ctx context.Context, e *env, cf *commonFlags, hint bool) (*cliutil.Session, error) {
+	s, err := cliutil.Open(ctx, cliutil.Config{
+		Repos: cf.repos, WriteQuorum: cf.writeQuorum, AllowSingleDomain: cf.allowSingleDomain,
+		Getenv: e.getenv, Logger: newLogger(e, cf.verbose), Warn: warner(e),
+	})
 	if err != nil {
-		return nil, nil, err
+		return nil, asUsage(err)
 	}
-	pass, err := passphrase(e)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	r, err := reprise.Open(ctx, st, reprise.Credentials{Passphrase: pass}, &reprise.Options{Logger: newLogger(e, cf.verbose)})
-	clear(pass)
-	if err != nil {
-		st.Close()
-		switch {
-		case errors.Is(err, reprise.ErrWrongKey):
-			return nil, nil, fmt.Errorf("wrong passphrase: no key slot opens with %s", passwordEnv)
-		case errors.Is(err, reprise.ErrNotInitialized):
-			return nil, nil, fmt.Errorf("no repository at %s (create one with 'reprise init --repo %s')", cf.repo, cf.repo)
+	if hint {
+		if h := cliutil.JournalHint(ctx, s.Multi); h != "" {
+			fmt.Fprintf(e.stderr, "reprise: note: %s\n", h)
 		}
-		return nil, nil, fmt.Errorf("opening repository %s: %w", cf.repo, err)
 	}
-	return r, func() { r.Close(); st.Close() }, nil
+	return s, nil
 }
 
 // openTenant opens an existing tenant, with a clear message for an
@@ -94,44 +98,85 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("init takes no arguments (got %q)", pos)
 	}
 	opts := &reprise.InitOptions{PackSize: int(packSize), Label: label, Logger: newLogger(e, cf.verbose)}
-	switch kdfCost {
-	case "", "default":
-	case "low":
-		opts.Argon2 = &crypto.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}
-	default:
-		return usageErrorf(`--kdf-cost=%q: want "low" (tests only) or nothing`, kdfCost)
-	}
-	st, err := openStorage(ctx, &cf)
-	if err != nil {
+	if opts.Argon2, err = kdfParams(kdfCost); err != nil {
 		return err
+	}
+	sites, err := cliutil.ParseSites(cf.repos)
+	if err != nil {
+		return asUsage(err)
+	}
+	st, _, err := cliutil.OpenStorage(ctx, sites, storageOptions(e, &cf))
+	if err != nil {
+		return asUsage(err)
 	}
 	defer st.Close()
-	pass, err := passphrase(e)
+	c, err := cliutil.LoadCredentials(ctx, e.getenv)
 	if err != nil {
 		return err
 	}
-	defer clear(pass)
-	r, err := reprise.Init(ctx, st, reprise.Credentials{Passphrase: pass}, opts)
+	defer c.Close()
+	// A keeper when there is one (REPRISE_KEY_URL), else the passphrase;
+	// with both, a slot for each.
+	first := c.Only(c.Keeper != nil)
+	where := cliutil.Describe(sites)
+	r, err := reprise.Init(ctx, st, first, opts)
 	if errors.Is(err, reprise.ErrExists) {
-		return fmt.Errorf("a repository already exists at %s", cf.repo)
+		return fmt.Errorf("a repository already exists at %s", where)
 	}
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 	defer r.Close()
+	if c.Keeper != nil && c.Passphrase != nil {
+		if _, err := r.AddKeySlot(ctx, c.Only(false), &reprise.KeySlotOptions{Argon2: opts.Argon2, Label: label}); err != nil {
+			return fmt.Errorf("repository %s created with a key slot for %s, but adding one for %s failed: %w", r.ID()[:8], keyURLEnv, passwordEnv, err)
+		}
+	}
 	ps := opts.PackSize
 	if ps == 0 {
 		ps = reprise.DefaultPackSize
 	}
 	cp := chunk.DefaultParams()
-	fmt.Fprintf(e.stdout, "created repository %s at %s\n", r.ID()[:8], cf.repo)
+	fmt.Fprintf(e.stdout, "created repository %s at %s\n", r.ID()[:8], where)
+	if len(sites) > 1 {
+		q := cf.writeQuorum
+		if q == 0 {
+			q = len(sites)
+		}
+		fmt.Fprintf(e.stdout, "%d sites, writes durable once %d of them hold them\n", len(sites), q)
+	}
 	fmt.Fprintf(e.stdout, "packs of %s, chunks of %s to %s (average %s)\n",
 		formatBytes(int64(ps)), formatBytes(int64(cp.Min)), formatBytes(int64(cp.Max)), formatBytes(int64(cp.Avg)))
-	if kdfCost == "low" {
+	for _, s := range r.KeySlots() {
+		from := passwordEnv
+		if s.Type != "passphrase" {
+			from = keyURLEnv
+		}
+		fmt.Fprintf(e.stdout, "key slot %s: %s (%s)\n", s.ID[:12], s.Type, from)
+	}
+	if kdfCost == "low" && c.Passphrase != nil {
 		fmt.Fprintln(e.stdout, "warning: --kdf-cost=low makes the passphrase cheap to guess: use it for tests only")
 	}
-	fmt.Fprintf(e.stdout, "keep the passphrase safe: without it nothing in the repository can be read\n")
+	switch {
+	case c.Keeper != nil && c.Passphrase != nil:
+		fmt.Fprintf(e.stdout, "keep the passphrase and the key safe: without either nothing in the repository can be read\n")
+	case c.Keeper != nil:
+		fmt.Fprintf(e.stdout, "keep the key (%s) safe: without it nothing in the repository can be read\n", keyURLEnv)
+	default:
+		fmt.Fprintf(e.stdout, "keep the passphrase safe: without it nothing in the repository can be read\n")
+	}
 	return nil
+}
+
+// kdfParams maps --kdf-cost to argon2id parameters (nil: calibrated).
+func kdfParams(cost string) (*crypto.Argon2Params, error) {
+	switch cost {
+	case "", "default":
+		return nil, nil
+	case "low":
+		return &crypto.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}, nil
+	}
+	return nil, usageErrorf(`--kdf-cost=%q: want "low" (tests only) or nothing`, cost)
 }
 
 func cmdTenants(ctx context.Context, e *env, args []string) error {
@@ -146,11 +191,12 @@ func cmdTenants(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 0 {
 		return usageErrorf("tenants takes no arguments (got %q)", pos)
 	}
-	r, done, err := openRepo(ctx, e, &cf)
+	sess, err := openRepo(ctx, e, &cf)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer sess.Close()
+	r := sess.Repo
 	names, err := r.Tenants(ctx)
 	if err != nil {
 		return fmt.Errorf("listing tenants: %w", err)
@@ -194,11 +240,12 @@ func cmdSnapshots(ctx context.Context, e *env, args []string) error {
 	if tenant == "" {
 		return usageErrorf("--tenant is required")
 	}
-	r, done, err := openRepo(ctx, e, &cf)
+	sess, err := openRepo(ctx, e, &cf)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer sess.Close()
+	r := sess.Repo
 	t, err := openTenant(ctx, r, tenant)
 	if err != nil {
 		return err
@@ -243,23 +290,61 @@ func printSnapshots(w io.Writer, snaps []reprise.Snapshot) {
 	fmt.Fprintf(w, "%d snapshot(s)\n", len(snaps))
 }
 
+// readDataFlag is --read-data (every byte) or --read-data=PCT.
+type readDataFlag struct{ pct float64 } // 0: off
+
+func (f *readDataFlag) IsBoolFlag() bool { return true }
+
+func (f *readDataFlag) String() string {
+	if f == nil || f.pct == 0 {
+		return "false"
+	}
+	return strconv.FormatFloat(f.pct, 'g', -1, 64)
+}
+
+func (f *readDataFlag) Set(v string) error {
+	switch strings.ToLower(v) {
+	case "true":
+		f.pct = 100
+		return nil
+	case "false":
+		f.pct = 0
+		return nil
+	}
+	p, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+	if err != nil || !(p > 0 && p <= 100) {
+		return fmt.Errorf("want a percentage in (0, 100], or nothing for all the data")
+	}
+	f.pct = p
+	return nil
+}
+
 func cmdCheck(ctx context.Context, e *env, args []string) error {
 	var cf commonFlags
-	var readData bool
+	var rd readDataFlag
 	fs := newFlagSet(e, commandByName("check"), &cf)
-	fs.BoolVar(&readData, "read-data", false, "also read, authenticate and decrypt every chunk of every pack")
+	fs.Var(&rd, "read-data", "also read, authenticate and decrypt every chunk of every pack, and in a multi-site\n"+
+		"repository verify every site's copy; --read-data=PCT is accepted, but reads everything (no sampling yet)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
+		if _, err := strconv.ParseFloat(strings.TrimSuffix(pos[0], "%"), 64); err == nil {
+			return usageErrorf("check takes no arguments (got %q): write a percentage as --read-data=%s", pos, pos[0])
+		}
 		return usageErrorf("check takes no arguments (got %q)", pos)
 	}
-	r, done, err := openRepo(ctx, e, &cf)
+	readData := rd.pct > 0
+	sess, err := openRepo(ctx, e, &cf)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer sess.Close()
+	r := sess.Repo
+	if readData && rd.pct < 100 {
+		fmt.Fprintf(e.stderr, "reprise: note: --read-data=%s: sampling is not implemented (the library reads all or nothing): reading all the data\n", rd.String())
+	}
 	start := time.Now()
 	rep, err := r.Check(ctx, &reprise.CheckOptions{ReadData: readData})
 	if err != nil {
@@ -273,8 +358,42 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	if rep.Unreferenced > 0 {
 		fmt.Fprintf(e.stdout, "%d unreferenced pack(s): left by interrupted backups, harmless\n", rep.Unreferenced)
 	}
+	// In a multi-site repository the tenant-level read of --read-data
+	// reads one copy, from whichever site answers first, and does not fall
+	// back on another: a bad copy on one site may then show as a tenant
+	// problem as well. Say so when the per-site verification found good
+	// copies of the object.
+	badSites := map[string][]string{}
 	for _, p := range rep.Problems {
-		fmt.Fprintf(e.stdout, "problem: %s\n", problemLine(p))
+		if p.Site != "" && p.Object != "" {
+			badSites[p.Object] = append(badSites[p.Object], p.Site)
+		}
+	}
+	for _, p := range rep.Problems {
+		line := problemLine(p)
+		if bad := slices.Sorted(slices.Values(badSites[p.Object])); p.Site == "" && len(bad) > 0 && len(bad) < len(sess.Sites) {
+			line += fmt.Sprintf(" (the copy read was bad; only site(s) %s hold bad copies, the others verify: 'reprise repair' fixes it)", strings.Join(bad, ", "))
+		}
+		fmt.Fprintf(e.stdout, "problem: %s\n", line)
+	}
+	if sess.Multi != nil {
+		if readData {
+			bySite := map[string]int{}
+			for _, p := range rep.Problems {
+				if p.Site != "" {
+					bySite[p.Site]++
+				}
+			}
+			for _, s := range sess.Sites {
+				status := "every copy verified"
+				if n := bySite[s.Name]; n > 0 {
+					status = fmt.Sprintf("%d bad or missing copies (run 'reprise repair')", n)
+				}
+				fmt.Fprintf(e.stdout, "site %s (%s): %s\n", s.Name, s.Domain, status)
+			}
+		} else {
+			fmt.Fprintf(e.stdout, "the copies on each of the %d sites are verified only with --read-data\n", len(sess.Sites))
+		}
 	}
 	if n := len(rep.Problems); n > 0 {
 		return fmt.Errorf("check found %d problem(s)", n)
@@ -284,17 +403,21 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 }
 
 // problemLine formats a check problem on one line, naming its tenant and
-// object.
+// object, or, for a bad copy on one site of a multi-site repository, the
+// site and the object: "site NAME: OBJECT: REASON".
 func problemLine(p reprise.Problem) string {
-	scope := "repository"
-	if p.Tenant != "" {
-		scope = fmt.Sprintf("tenant %q", p.Tenant)
-	}
 	obj := p.Object
 	if obj == "" {
 		obj = "-"
 	}
 	msg := strings.ReplaceAll(fmt.Sprint(p.Err), "\n", "; ")
+	if p.Site != "" {
+		return fmt.Sprintf("site %s: %s: %s", p.Site, obj, msg)
+	}
+	scope := "repository"
+	if p.Tenant != "" {
+		scope = fmt.Sprintf("tenant %q", p.Tenant)
+	}
 	return fmt.Sprintf("%s: object %s: %s", scope, obj, msg)
 }
 

@@ -35,11 +35,12 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 	}
 	ref := pos[0]
 
-	r, done, err := openRepo(ctx, e, &cf)
+	sess, err := openRepo(ctx, e, &cf)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer sess.Close()
+	r := sess.Repo
 	t, err := openTenant(ctx, r, tenant)
 	if err != nil {
 		return err
