@@ -324,7 +324,8 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	var rd readDataFlag
 	fs := newFlagSet(e, commandByName("check"), &cf)
 	fs.Var(&rd, "read-data", "also read, authenticate and decrypt every chunk of every pack, and in a multi-site\n"+
-		"repository verify every site's copy; --read-data=PCT is accepted, but reads everything (no sampling yet)")
+		"repository verify every site's copy; --read-data=PCT reads a random PCT% of the packs\n"+
+		"(a scrub spread over several runs; every site's copies are still all verified)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -342,11 +343,12 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	}
 	defer sess.Close()
 	r := sess.Repo
-	if readData && rd.pct < 100 {
-		fmt.Fprintf(e.stderr, "reprise: note: --read-data=%s: sampling is not implemented (the library reads all or nothing): reading all the data\n", rd.String())
-	}
 	start := time.Now()
-	rep, err := r.Check(ctx, &reprise.CheckOptions{ReadData: readData})
+	opts := &reprise.CheckOptions{ReadData: readData}
+	if rd.pct < 100 {
+		opts.ReadDataPercent = rd.pct
+	}
+	rep, err := r.Check(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("check could not run: %w", err)
 	}

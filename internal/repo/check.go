@@ -123,7 +123,12 @@ func (t *Tenant) CheckTenant(ctx context.Context, opts CheckOptions, rep *CheckR
 			return err
 		}
 	}
-	if opts.ReadData {
+	// With several sites, CheckSites verifies every copy on every site
+	// and reports damage per site (and as unrepairable only when no site
+	// holds a good copy); reading through the replicated store here would
+	// report a bad copy as tenant-level loss depending on which site
+	// answered.
+	if opts.ReadData && findMultisite(t.Repo.St) == nil {
 		for _, p := range packs {
 			if _, ok := stored[p.ID]; !ok {
 				continue
