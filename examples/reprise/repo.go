@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -104,6 +105,12 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	sites, err := cliutil.ParseSites(cf.repos)
 	if err != nil {
 		return asUsage(err)
+	}
+	// init creates the bucket or container when it does not exist and the
+	// credentials allow it (the drivers' create=true); other commands
+	// report a missing bucket by name.
+	for i := range sites {
+		sites[i].URL = withCreate(sites[i].URL)
 	}
 	st, _, err := cliutil.OpenStorage(ctx, sites, storageOptions(e, &cf))
 	if err != nil {
@@ -435,4 +442,20 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// withCreate adds create=true to an s3://, gs:// or azblob:// URL that does
+// not say otherwise.
+func withCreate(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "s3" && u.Scheme != "gs" && u.Scheme != "azblob") {
+		return raw
+	}
+	q := u.Query()
+	if q.Has("create") {
+		return raw
+	}
+	q.Set("create", "true")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
