@@ -8,14 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${1:-8s}
 count=0
+nfiles() { if [ -d "$1" ]; then find "$1" -type f | wc -l; else echo 0; fi; }
 for pkg in $(go list ./...); do
   targets=$(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true)
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for t in $targets; do
     echo "--- fuzz $pkg $t ($fuzztime)"
-    before=$(ls "$dir/testdata/fuzz/$t" 2>/dev/null | wc -l)
+    before=$(nfiles "$dir/testdata/fuzz/$t")
     if ! go test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" "$pkg"; then
-      after=$(ls "$dir/testdata/fuzz/$t" 2>/dev/null | wc -l)
+      after=$(nfiles "$dir/testdata/fuzz/$t")
       if [ "$after" -gt "$before" ]; then
         echo "fuzz target $t found a failing input (see $dir/testdata/fuzz/$t)" >&2
         exit 1
