@@ -36,6 +36,7 @@ import (
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/internal/repo"
+	"github.com/reprise-backup/reprise/internal/ticker"
 	"github.com/reprise-backup/reprise/storage"
 	"github.com/reprise-backup/reprise/storage/multisite"
 )
@@ -131,8 +132,7 @@ type session struct {
 	chunks, bytesRead  atomic.Int64
 	skippedMu          sync.Mutex
 	skipped            []*PathError
-	progressDone       chan struct{}
-	progressWG         sync.WaitGroup
+	ticker             *ticker.Ticker
 }
 
 func newSession(ctx context.Context, pt *reprise.Tenant, source string, opts *Options) (*session, error) {
@@ -174,27 +174,11 @@ func newSession(ctx context.Context, pt *reprise.Tenant, source string, opts *Op
 	s.hasher = crypto.NewIDHasher(&keys.ChunkID)
 	s.split = s.t.Splitter()
 	s.w = s.t.NewWriter(ctx, idx, repo.WriterOptions{Uploads: s.opts.Uploads, NoCompress: s.opts.NoCompress})
+	var tick func()
 	if s.opts.Progress != nil {
-		s.progressDone = make(chan struct{})
-		iv := s.opts.ProgressInterval
-		if iv <= 0 {
-			iv = 250 * time.Millisecond
-		}
-		s.progressWG.Add(1)
-		go func() {
-			defer s.progressWG.Done()
-			tk := time.NewTicker(iv)
-			defer tk.Stop()
-			for {
-				select {
-				case <-tk.C:
-					s.opts.Progress(s.progress(false))
-				case <-s.progressDone:
-					return
-				}
-			}
-		}()
+		tick = func() { s.opts.Progress(s.progress(false)) }
 	}
+	s.ticker = ticker.Start(s.opts.ProgressInterval, tick, nil)
 	return s, nil
 }
 
@@ -205,13 +189,7 @@ func (s *session) progress(done bool) Progress {
 	}
 }
 
-func (s *session) stopProgress() {
-	if s.progressDone != nil {
-		close(s.progressDone)
-		s.progressWG.Wait()
-		s.progressDone = nil
-	}
-}
+func (s *session) stopProgress() { s.ticker.Stop() }
 
 func (s *session) skip(p string, err error) {
 	s.log.Warn("skipping unreadable path", "path", p, "err", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/internal/repo"
+	"github.com/reprise-backup/reprise/internal/ticker"
 )
 
 // Options tune a restore. The zero value gives sane defaults.
@@ -100,8 +101,7 @@ type session struct {
 	failMu sync.Mutex
 	failed []*FileError
 
-	progressDone chan struct{}
-	progressWG   sync.WaitGroup
+	ticker *ticker.Ticker
 }
 
 func newSession(ctx context.Context, pt *reprise.Tenant, ref string, opts *Options) (*session, error) {
@@ -130,27 +130,15 @@ func newSession(ctx context.Context, pt *reprise.Tenant, ref string, opts *Optio
 		s.log.Warn("unreadable index object: chunks it names may be reported missing", "object", b.Key, "err", b.Err)
 	}
 	s.loader = s.t.NewLoader(idx)
+	var tick func()
 	if s.opts.Progress != nil {
-		s.progressDone = make(chan struct{})
-		iv := s.opts.ProgressInterval
-		if iv <= 0 {
-			iv = 250 * time.Millisecond
-		}
-		s.progressWG.Add(1)
-		go func() {
-			defer s.progressWG.Done()
-			tk := time.NewTicker(iv)
-			defer tk.Stop()
-			for {
-				select {
-				case <-tk.C:
-					s.opts.Progress(s.progress(false))
-				case <-s.progressDone:
-					return
-				}
-			}
-		}()
+		tick = func() { s.opts.Progress(s.progress(false)) }
 	}
+	s.ticker = ticker.Start(s.opts.ProgressInterval, tick, func() {
+		if s.opts.Progress != nil {
+			s.opts.Progress(s.progress(true))
+		}
+	})
 	return s, nil
 }
 
@@ -187,14 +175,7 @@ func (s *session) writeRecord(rec *format.Record) {
 }
 
 // stopProgress ends the progress goroutine, once.
-func (s *session) stopProgress() {
-	if s.progressDone != nil {
-		close(s.progressDone)
-		s.progressWG.Wait()
-		s.progressDone = nil
-		s.opts.Progress(s.progress(true))
-	}
-}
+func (s *session) stopProgress() { s.ticker.Stop() }
 
 func (s *session) result() (*Result, error) {
 	s.stopProgress()
