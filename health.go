@@ -69,6 +69,10 @@ type SourceHealth struct {
 	Duration    time.Duration // of the last success
 	Runs        int           // backup runs recorded
 	Failures    int           // failed backup runs recorded
+	// CheckProblems is the number of problems the tenant's most recent
+	// check found (-1 when it was never checked); CheckTime is when.
+	CheckProblems int64
+	CheckTime     time.Time
 }
 
 // HealthReport is the outcome of Health. OK is false when any source is
@@ -161,7 +165,11 @@ func (r *Repository) tenantHealth(ctx context.Context, name string, opts *Health
 		return nil, errors.Join(errors.New("unreadable run records"), bad[0])
 	}
 	bySource := map[string]*SourceHealth{}
+	checkProblems, checkTime := int64(-1), time.Time{}
 	for _, rec := range recs { // oldest first
+		if rec.Kind == format.RunCheck {
+			checkProblems, checkTime = rec.Problems, rec.End
+		}
 		if rec.Kind != format.RunBackup {
 			continue
 		}
@@ -181,11 +189,13 @@ func (r *Repository) tenantHealth(ctx context.Context, name string, opts *Health
 		}
 	}
 	if len(bySource) == 0 {
-		return []SourceHealth{{Tenant: name, State: StateNever, StaleAfter: opts.staleAfter(name, "")}}, nil
+		return []SourceHealth{{Tenant: name, State: StateNever, StaleAfter: opts.staleAfter(name, ""),
+			CheckProblems: checkProblems, CheckTime: checkTime}}, nil
 	}
 	var out []SourceHealth
 	for _, s := range bySource {
 		s.StaleAfter = opts.staleAfter(name, s.Source)
+		s.CheckProblems, s.CheckTime = checkProblems, checkTime
 		switch {
 		case s.LastError != "":
 			s.State = StateFailed

@@ -45,7 +45,7 @@ type Collector struct {
 	err    error
 
 	lastSuccess, age, duration, bytesRead, bytesAdded, dedup, runs, failures, state *prometheus.Desc
-	sources, scrapeOK                                                               *prometheus.Desc
+	sources, scrapeOK, checkProblems                                                *prometheus.Desc
 }
 
 // NewCollector returns a collector reading r's health on each scrape.
@@ -77,6 +77,7 @@ func NewCollector(r *reprise.Repository, opts *Options) *Collector {
 	c.failures = d("backup_failures", "Failed backup runs recorded.", l...)
 	c.state = d("backup_state", "1 for the source's current state (OK, STALE, FAILED, NEVER), 0 for the others.", "tenant", "source", "state")
 	c.sources = d("sources", "Backup sources by state.", "state")
+	c.checkProblems = d("check_problems", "Problems (missing or corrupt objects) found by the tenant's most recent check.", "tenant")
 	c.scrapeOK = d("health_scrape_success", "1 if the repository's health could be read.")
 	return c
 }
@@ -84,7 +85,7 @@ func NewCollector(r *reprise.Repository, opts *Options) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lastSuccess, c.age, c.duration, c.bytesRead, c.bytesAdded, c.dedup,
-		c.runs, c.failures, c.state, c.sources, c.scrapeOK} {
+		c.runs, c.failures, c.state, c.sources, c.scrapeOK, c.checkProblems} {
 		ch <- d
 	}
 }
@@ -118,10 +119,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	g := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	checked := map[string]bool{}
 	for _, s := range rep.Sources {
 		tenant := s.Tenant
 		if c.opts.Label != nil {
 			tenant = c.opts.Label(tenant)
+		}
+		if s.CheckProblems >= 0 && !checked[tenant] {
+			checked[tenant] = true
+			g(c.checkProblems, float64(s.CheckProblems), tenant)
 		}
 		for _, st := range []reprise.State{reprise.StateOK, reprise.StateStale, reprise.StateFailed, reprise.StateNever} {
 			v := 0.0
