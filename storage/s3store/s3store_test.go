@@ -119,6 +119,7 @@ func pendingUploads(tb testing.TB, c *s3.Client, bucket string) int {
 }
 
 func TestConformance(t *testing.T) {
+	endpoint(t)
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		return newStore(t, "", s3store.Options{PartSize: testPartSize, Concurrency: 3})
 	}, &storagetest.Options{MultipartSize: testPartSize, Objects: 1200})
@@ -127,6 +128,7 @@ func TestConformance(t *testing.T) {
 // TestConformancePrefix runs the suite on a store kept under a prefix, in
 // a bucket that also holds objects outside it.
 func TestConformancePrefix(t *testing.T) {
+	endpoint(t)
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		s := newStore(t, "/some/prefix/", s3store.Options{PartSize: testPartSize})
 		// Neighbours the store must never see. (Not "some/prefix"
@@ -149,6 +151,7 @@ func TestConformancePrefix(t *testing.T) {
 // instead of the 412. Every attempt must still be ErrExist, never a
 // transient error nor a success, and leave no upload behind.
 func TestCreateOnlyLarge(t *testing.T) {
+	endpoint(t)
 	for _, tc := range []struct {
 		name      string
 		size      int
@@ -275,6 +278,7 @@ func TestStorageOpen(t *testing.T) {
 }
 
 func BenchmarkS3(b *testing.B) {
+	endpoint(b)
 	storagetest.Bench(b, func(b *testing.B) storage.Storage {
 		return newStore(b, "", s3store.Options{})
 	})
