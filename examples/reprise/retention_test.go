@@ -52,7 +52,7 @@ func TestForgetPruneRestoreAll(t *testing.T) {
 	prio := filepath.Join(t.TempDir(), "prio")
 	os.WriteFile(prio, []byte("# vip first\nbeta 10\n"), 0o600)
 	target := filepath.Join(t.TempDir(), "all")
-	r = mustCLI(t, nil, "restore-all", "--repo", repo, "--target", target, "--priority", prio)
+	r = mustCLI(t, nil, "restore-all", "--repo", repo, "--target", target, "--priority", prio, "--parallel", "1")
 	if i, j := strings.Index(r.stderr, "beta ok"), strings.Index(r.stderr, "alpha ok"); i < 0 || j < 0 || i > j {
 		t.Errorf("restore-all order: %v", r)
 	}
