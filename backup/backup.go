@@ -37,7 +37,6 @@ import (
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/internal/repo"
 	"github.com/reprise-backup/reprise/internal/ticker"
-	"github.com/reprise-backup/reprise/storage"
 	"github.com/reprise-backup/reprise/storage/multisite"
 )
 
@@ -152,7 +151,7 @@ func newSession(ctx context.Context, pt *reprise.Tenant, source string, opts *Op
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.t = repo.Unwrap(pt)
-	if ms, ok := findMultisite(s.t.Repo.St); ok {
+	if ms := repo.FindMultisite(s.t.Repo.St); ms != nil {
 		s.ms, s.missedBefore = ms, ms.Stats().UnderReplicated
 	}
 	// The lease tells a concurrent prune that this backup may reference
@@ -379,19 +378,6 @@ func (s *session) storeTree(ctx context.Context, fill func(*format.TreeWriter) e
 	return o.refs, nil
 }
 
-func findMultisite(st storage.Storage) (*multisite.Store, bool) {
-	for st != nil {
-		if m, ok := st.(*multisite.Store); ok {
-			return m, true
-		}
-		w, ok := st.(storage.Wrapper)
-		if !ok {
-			return nil, false
-		}
-		st = w.Unwrap()
-	}
-	return nil, false
-}
 
 func (s *session) snapTime() time.Time {
 	if !s.opts.Time.IsZero() {

@@ -128,7 +128,7 @@ func (t *Tenant) CheckTenant(ctx context.Context, opts CheckOptions, rep *CheckR
 	// holds a good copy); reading through the replicated store here would
 	// report a bad copy as tenant-level loss depending on which site
 	// answered.
-	if opts.ReadData && findMultisite(t.Repo.St) == nil {
+	if opts.ReadData && FindMultisite(t.Repo.St) == nil {
 		for _, p := range packs {
 			if _, ok := stored[p.ID]; !ok {
 				continue

@@ -36,7 +36,8 @@ type RepairReport struct {
 	Unrepairable []Problem
 }
 
-func findMultisite(s storage.Storage) *multisite.Store {
+// FindMultisite returns the multi-site store s is or wraps, if any.
+func FindMultisite(s storage.Storage) *multisite.Store {
 	for s != nil {
 		if m, ok := s.(*multisite.Store); ok {
 			return m
@@ -59,7 +60,7 @@ func findMultisite(s storage.Storage) *multisite.Store {
 // run: it only adds copies of objects that exist, or replaces damaged
 // copies with verified bytes.
 func (r *Repo) Repair(ctx context.Context) (*RepairReport, error) {
-	ms := findMultisite(r.St)
+	ms := FindMultisite(r.St)
 	if ms == nil {
 		return nil, ErrSingleSite
 	}
@@ -225,7 +226,7 @@ func (t *Tenant) verifyPack(loader *Loader, p PackRef, data []byte) error {
 // CheckSites verifies every copy of every tenant object on every site of a
 // multi-site repository, adding a problem per missing or damaged copy.
 func (r *Repo) CheckSites(ctx context.Context, rep *CheckReport) error {
-	ms := findMultisite(r.St)
+	ms := FindMultisite(r.St)
 	if ms == nil {
 		return nil
 	}
