@@ -378,7 +378,6 @@ func (s *session) storeTree(ctx context.Context, fill func(*format.TreeWriter) e
 	return o.refs, nil
 }
 
-
 func (s *session) snapTime() time.Time {
 	if !s.opts.Time.IsZero() {
 		return s.opts.Time.UTC()
