@@ -68,7 +68,7 @@ func decoders() (capped, meta *zstd.Decoder) {
 // compressed). zstd gives up early on such data, so the check costs little.
 // compress false stores src raw without trying.
 func Encode(dst, src []byte, compress bool) []byte {
-	if compress && len(src) >= 64 {
+	if compress && len(src) >= 64 && !incompressible(src) {
 		start := len(dst)
 		dst = append(dst, EncodingZstd)
 		out := encoder().EncodeAll(src, dst)
@@ -79,6 +79,34 @@ func Encode(dst, src []byte, compress bool) []byte {
 	}
 	dst = append(dst, EncodingRaw)
 	return append(dst, src...)
+}
+
+// sampleSize is the size of each probe incompressible takes.
+const sampleSize = 4 << 10
+
+var probeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*sampleSize); return &b }}
+
+// incompressible guesses, from two small probes (the start and the middle
+// of a large chunk), that compressing src would not pay: data an
+// application already encrypted or compressed then costs two 4 KiB
+// compression attempts instead of one over the whole chunk. A chunk whose
+// probes both fail to compress is stored raw even if another part of it
+// would have compressed: a small loss, measured against the time saved.
+func incompressible(src []byte) bool {
+	if len(src) < 8*sampleSize {
+		return false
+	}
+	bp := probeBufs.Get().(*[]byte)
+	defer probeBufs.Put(bp)
+	for _, off := range []int{0, len(src)/2 - sampleSize/2} {
+		probe := src[off : off+sampleSize]
+		out := encoder().EncodeAll(probe, (*bp)[:0])
+		*bp = out[:0]
+		if len(out) <= sampleSize-sampleSize/32 {
+			return false
+		}
+	}
+	return true
 }
 
 // Decode appends the decoded payload to dst. rawLen, when >= 0, is the
