@@ -51,7 +51,7 @@ type Writer struct {
 	mu      sync.Mutex
 	pending map[crypto.ID]struct{} // claimed by this writer, not yet indexed
 
-	jobs     chan *sealJob
+	jobs     chan sealJob // by value: no allocation per chunk
 	uploads  chan *format.PackBuilder
 	builders chan *format.PackBuilder // free builders: bounds pack memory
 	bufs     sync.Pool
@@ -98,7 +98,7 @@ func (t *Tenant) NewWriter(ctx context.Context, idx *Index, opts WriterOptions) 
 	w := &Writer{
 		t: t, idx: idx, gen: gen, keys: keys, opts: opts,
 		pending:  make(map[crypto.ID]struct{}),
-		jobs:     make(chan *sealJob, 2*opts.Sealers),
+		jobs:     make(chan sealJob, 2*opts.Sealers),
 		uploads:  make(chan *format.PackBuilder, opts.Uploads),
 		builders: make(chan *format.PackBuilder, 2*opts.Sealers+2*opts.Uploads),
 	}
@@ -165,7 +165,7 @@ func (w *Writer) Add(kind byte, id crypto.ID, data []byte) (bool, error) {
 		bp = &b
 	}
 	buf := append((*bp)[:0], data...)
-	j := &sealJob{kind: kind, id: id, data: buf, buf: bp}
+	j := sealJob{kind: kind, id: id, data: buf, buf: bp}
 	select {
 	case w.jobs <- j:
 		w.NewChunks.Add(1)
@@ -229,7 +229,7 @@ func (w *Writer) seal() {
 	ship(format.KindTree)
 }
 
-func (w *Writer) release(j *sealJob) {
+func (w *Writer) release(j sealJob) {
 	*j.buf = j.data[:0]
 	w.bufs.Put(j.buf)
 }
