@@ -57,6 +57,12 @@ func (t *Tenant) tombstones(ctx context.Context) ([]tombstone, error) {
 	return out, err
 }
 
+// MarkMargin is added to a tombstone's time before comparing it with the
+// start of running backups: a backup that started up to MarkMargin after
+// the tombstone's time holds its sweep back. It covers the write of the
+// tombstone and clock skew between the machines running backups and prune.
+const MarkMargin = 2 * time.Minute
+
 // PruneOptions tune Prune.
 type PruneOptions struct {
 	// Grace is how long a marked pack waits before deletion; 0 means 1h.
@@ -101,8 +107,21 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 		opts.RepackWaste = 0.5
 	}
 	rep := &PruneReport{}
-	// Snapshots first, then the index: a snapshot is written after the
-	// index naming its chunks, so every snapshot seen is covered.
+	began := time.Now()
+	// Leases and tombstones first: a backup whose lease is gone by now has
+	// written its snapshot, so the listing below sees it and the packs it
+	// resurrected are kept. Read after the snapshots, a lease released in
+	// between would let its backup's packs be swept.
+	stones, err := t.tombstones(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := t.oldestLiveLease(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	// Snapshots, then the index: a snapshot is written after the index
+	// naming its chunks, so every snapshot seen is covered.
 	snaps, badSnaps, err := t.Snapshots(ctx)
 	if err != nil {
 		return nil, err
@@ -160,20 +179,16 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 	}
 
 	// Sweep.
-	stones, err := t.tombstones(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lease, err := t.oldestLiveLease(ctx, now)
-	if err != nil {
-		return nil, err
-	}
 	marked := map[crypto.ID]bool{}
 	var sweep []crypto.ID
 	var swept []tombstone
 	for _, ts := range stones {
-		ripe := now.Sub(ts.Time) >= opts.Grace && (lease.IsZero() || lease.After(ts.Time))
-		if !lease.IsZero() && !lease.After(ts.Time) {
+		// A backup that started before the tombstone was visible may have
+		// loaded an index with its packs; MarkMargin covers the time the
+		// tombstone took to be written and the clocks' skew.
+		held := !lease.IsZero() && !lease.After(ts.Time.Add(MarkMargin))
+		ripe := now.Sub(ts.Time) >= opts.Grace && !held
+		if held {
 			rep.RunningBackups = true
 		}
 		for _, p := range ts.Packs {
@@ -302,7 +317,9 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 		if err != nil {
 			return nil, err
 		}
-		b, _ := json.Marshal(tombstone{Time: now.UTC(), Packs: mark})
+		// Stamped when written, not when the prune began: a backup
+		// starting in between loaded an index without this tombstone.
+		b, _ := json.Marshal(tombstone{Time: now.Add(time.Since(began)).UTC(), Packs: mark})
 		if err := putBytes(ctx, t.Repo.St, t.DataPrefix()+"x/"+id.String(), b, true); err != nil {
 			return nil, fmt.Errorf("writing tombstone: %w", err)
 		}
