@@ -12,22 +12,26 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/reprise-backup/reprise"
 )
 
 // AllOptions tune a multi-tenant restore. The zero value restores every
 // tenant's latest snapshot, smallest first.
 type AllOptions struct {
-	// Options applies to each tenant's restore; Options.Concurrency is
-	// the global budget of chunk fetches in flight, shared by all tenants
-	// (0 means 16).
+	// Options applies to each tenant's restore. Options.Concurrency is
+	// the global number of ranged reads in flight, shared by the tenants
+	// restored at once (0 means 16), and Options.MemoryLimit the global
+	// memory budget, shared by all of them (0 means 64 MiB).
 	Options
 	// Tenants limits the restore to these tenants; empty means all.
 	Tenants []string
 	// Priority orders tenants: higher first; equal priorities go smallest
 	// first, so that most customers are back soonest.
 	Priority map[string]int
-	// Parallel is the number of tenants restored at once; 0 means 4.
+	// Parallel is the number of tenants restored at once; 0 means 8
+	// (small tenants are bound by round trips, not bandwidth).
 	Parallel int
 	// OnProgress, when set, receives an event whenever a tenant finishes.
 	OnProgress func(AllProgress)
@@ -66,8 +70,12 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 		o.Concurrency = 16
 	}
 	if o.Parallel <= 0 {
-		o.Parallel = 4
+		o.Parallel = 8
 	}
+	if o.MemoryLimit <= 0 {
+		o.MemoryLimit = defaultMemoryLimit
+	}
+	o.budget = semaphore.NewWeighted(o.MemoryLimit)
 	names := o.Tenants
 	if len(names) == 0 {
 		var err error

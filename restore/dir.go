@@ -32,23 +32,11 @@ func Dir(ctx context.Context, t *reprise.Tenant, ref, target string, opts *Optio
 		return nil, err
 	}
 	if err := os.MkdirAll(target, 0o700); err != nil {
+		s.stopProgress()
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	d := &dirRestore{s: s, target: target, tasks: make(chan task, 4*s.opts.Concurrency)}
-	var wg sync.WaitGroup
-	for range s.opts.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.work(ctx)
-		}()
-	}
-	walkErr := d.walk(ctx)
-	close(d.tasks)
-	wg.Wait()
-	if walkErr == nil {
-		walkErr = ctx.Err()
-	}
+	d := &dirRestore{s: s, target: target}
+	walkErr := d.run(ctx)
 	if walkErr != nil {
 		err := fmt.Errorf("restore: %w", walkErr)
 		s.record(err)
@@ -58,30 +46,50 @@ func Dir(ctx context.Context, t *reprise.Tenant, ref, target string, opts *Optio
 	return s.result()
 }
 
+// dirRestore restores (or, for a drill, reads and verifies) the files of
+// a directory snapshot through the engine.
 type dirRestore struct {
 	s      *session
 	target string
-	tasks  chan task
+	drill  bool                     // read and verify only
+	keep   func(*format.Node) bool // drill: which files to read
+	e      *engine
+	batch  []entry
+	files  int // files in the batch
 	links  []format.Node
 	dirs   []format.Node
 }
 
-type task struct {
-	f   *fileState
-	ref format.ChunkRef
-	off int64
+// run walks the tree, plans the files in batches and waits for the
+// engine to finish them.
+func (d *dirRestore) run(ctx context.Context) error {
+	d.e = newEngine(ctx, d.s, false, d.done)
+	err := d.walk(ctx)
+	d.flush(ctx) // whatever happened: every entry must finish
+	d.e.close()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
 }
 
-// fileState is a file being restored under a temporary name.
+// fileState is a file being restored under a temporary name, created when
+// its first chunk arrives.
 type fileState struct {
 	path      string // in the snapshot
 	final     string
-	f         *os.File
+	size      int64
 	mode      uint32
 	mtime     int64
+	drill     bool
 	remaining atomic.Int64
-	errMu     sync.Mutex
-	err       error
+
+	openOnce sync.Once
+	f        *os.File
+	openErr  error
+
+	errMu sync.Mutex
+	err   error
 }
 
 func (f *fileState) setErr(err error) {
@@ -96,6 +104,48 @@ func (f *fileState) failed() bool {
 	f.errMu.Lock()
 	defer f.errMu.Unlock()
 	return f.err != nil
+}
+
+// open creates the temporary file, pre-sized (sparse) to the file's size,
+// once. It runs on the decoders, so small files are created in parallel.
+func (f *fileState) open() error {
+	f.openOnce.Do(func() {
+		dir := filepath.Dir(f.final)
+		tf, err := os.CreateTemp(dir, "."+filepath.Base(f.final)+".reprise-*")
+		if errors.Is(err, fs.ErrNotExist) {
+			if err = os.MkdirAll(dir, 0o700); err == nil {
+				tf, err = os.CreateTemp(dir, "."+filepath.Base(f.final)+".reprise-*")
+			}
+		}
+		if err == nil && f.size > 0 {
+			if err = tf.Truncate(f.size); err != nil {
+				tf.Close()
+				os.Remove(tf.Name())
+			}
+		}
+		if err != nil {
+			f.openErr = err
+			return
+		}
+		f.f = tf
+	})
+	return f.openErr
+}
+
+// writeAt writes a verified chunk in place. An all-zero chunk is skipped:
+// the pre-sized file reads as zeros there, and stays sparse.
+func (f *fileState) writeAt(b []byte, off int64) error {
+	if f.drill {
+		return nil
+	}
+	if err := f.open(); err != nil {
+		return err
+	}
+	if isZero(b) {
+		return nil
+	}
+	_, err := f.f.WriteAt(b, off)
+	return err
 }
 
 func (d *dirRestore) local(p string) string {
@@ -121,6 +171,12 @@ func (d *dirRestore) walk(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if d.drill {
+			if n.Type == format.TypeFile && d.keep(n) {
+				d.startFile(ctx, n)
+			}
+			continue
+		}
 		local := d.local(n.Path)
 		switch n.Type {
 		case format.TypeDir:
@@ -140,85 +196,87 @@ func (d *dirRestore) walk(ctx context.Context) error {
 	}
 }
 
+// startFile plans a file: one entry per chunk, into the current batch.
 func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 	final := d.local(n.Path)
-	if d.s.opts.Resume && d.alreadyThere(final, n) {
-		d.s.files.Add(1)
-		d.s.verified.Add(1)
-		return
-	}
-	if _, err := os.Lstat(final); err == nil && !d.s.opts.Overwrite && !d.s.opts.Resume {
-		d.s.fail(n.Path, fmt.Errorf("%w (set Overwrite to replace it)", fs.ErrExist))
-		return
-	}
-	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		d.s.fail(n.Path, err)
-		return
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(final)+".reprise-*")
-	if err != nil {
-		d.s.fail(n.Path, err)
-		return
-	}
-	st := &fileState{path: n.Path, final: final, f: f, mode: n.Mode, mtime: n.MTime}
-	if n.Size > 0 {
-		// Pre-size the file: chunks are written in place with WriteAt,
-		// in whatever order they arrive.
-		if err := f.Truncate(int64(n.Size)); err != nil {
-			st.setErr(err)
+	if !d.drill {
+		if d.s.opts.Resume && d.alreadyThere(final, n) {
+			d.s.files.Add(1)
+			d.s.verified.Add(1)
+			return
+		}
+		if _, err := os.Lstat(final); err == nil && !d.s.opts.Overwrite && !d.s.opts.Resume {
+			d.s.fail(n.Path, fmt.Errorf("%w (set Overwrite to replace it)", fs.ErrExist))
+			return
 		}
 	}
-	st.remaining.Store(int64(len(n.Chunks)) + 1) // +1 held until all tasks are queued
-	queued := 0
+	st := &fileState{path: n.Path, final: final, size: int64(n.Size), mode: n.Mode, mtime: n.MTime, drill: d.drill}
+	st.remaining.Store(int64(len(n.Chunks)) + 1) // +1 held until every entry is planned
+	var sum uint64
+	for _, c := range n.Chunks {
+		sum += uint64(c.Len)
+	}
+	if sum != n.Size {
+		st.setErr(fmt.Errorf("%w: chunks hold %d bytes, tree says %d", format.ErrCorrupt, sum, n.Size))
+		st.remaining.Store(1)
+		d.done(st)
+		return
+	}
+	idx := d.s.loader.Index()
 	var off int64
 	for _, c := range n.Chunks {
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case d.tasks <- task{f: st, ref: c, off: off}:
-			queued++
-		case <-ctx.Done():
+		loc, _, ok := idx.Lookup(c.ID)
+		if !ok {
+			st.setErr(&repo.ChunkError{ID: c.ID, Err: repo.ErrChunkMissing})
+			d.done(st)
+		} else {
+			if len(d.batch) == 0 {
+				d.batch = make([]entry, 0, batchEntries)
+			}
+			d.batch = append(d.batch, entry{id: c.ID, loc: loc, f: st, off: off, n: c.Len})
+			if len(d.batch) == batchEntries {
+				d.flush(ctx)
+			}
 		}
 		off += int64(c.Len)
 	}
-	if queued < len(n.Chunks) {
-		st.setErr(ctx.Err())
-		st.remaining.Add(-int64(len(n.Chunks) - queued))
+	if d.files++; d.files >= batchFiles {
+		d.flush(ctx)
 	}
 	d.done(st)
 }
 
-func (d *dirRestore) work(ctx context.Context) {
-	var buf []byte
-	var scratch repo.Scratch
-	for t := range d.tasks {
-		if !t.f.failed() {
-			out, err := d.s.loader.Load(ctx, t.ref.ID, buf[:0], &scratch)
-			if err == nil && len(out) != int(t.ref.Len) {
-				err = &repo.ChunkError{ID: t.ref.ID, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(out), t.ref.Len)}
-			}
-			if err == nil {
-				_, err = t.f.f.WriteAt(out, t.off)
-			}
-			if err != nil {
-				t.f.setErr(err)
-			} else {
-				d.s.bytes.Add(int64(len(out)))
-			}
-			buf = out[:0]
-		}
-		d.done(t.f)
+// flush hands the batch to the engine. The spans keep the batch's array,
+// so the next batch gets a new one.
+func (d *dirRestore) flush(ctx context.Context) {
+	if len(d.batch) > 0 {
+		d.e.planSorted(ctx, d.batch)
 	}
+	d.batch, d.files = nil, 0
 }
 
-// done counts one finished task of f; the last one finalizes the file.
+// done counts one finished entry of f; the last one finalizes the file:
+// mode, time, and the rename to its final name.
 func (d *dirRestore) done(f *fileState) {
 	if f.remaining.Add(-1) != 0 {
 		return
 	}
-	err := f.err
+	err := f.err // every other entry is done: no lock needed
+	if f.drill {
+		if err != nil {
+			d.failed(f.path, err)
+		} else {
+			d.s.files.Add(1)
+		}
+		return
+	}
+	if err == nil {
+		err = f.open() // a file without chunks
+	}
+	if f.f == nil {
+		d.failed(f.path, err)
+		return
+	}
 	if err == nil {
 		err = f.f.Chmod(fs.FileMode(f.mode&0o777) | modeExtra(f.mode))
 	}
@@ -234,12 +292,17 @@ func (d *dirRestore) done(f *fileState) {
 	}
 	if err != nil {
 		os.Remove(f.f.Name())
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-			d.s.fail(f.path, err)
-		}
+		d.failed(f.path, err)
 		return
 	}
 	d.s.files.Add(1)
+}
+
+// failed reports a path, unless the restore as a whole was cancelled.
+func (d *dirRestore) failed(path string, err error) {
+	if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		d.s.fail(path, err)
+	}
 }
 
 func (d *dirRestore) finishLinksAndDirs() {

@@ -3,14 +3,11 @@ package restore
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/internal/format"
-	"github.com/reprise-backup/reprise/internal/repo"
 )
 
 // DrillOptions tune a restore drill. The zero value drills every file.
@@ -56,74 +53,10 @@ func Drill(ctx context.Context, t *reprise.Tenant, ref string, opts *DrillOption
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
-	type job struct {
-		path string
-		refs []format.ChunkRef
-		size uint64
-	}
-	jobs := make(chan job, s.opts.Concurrency)
-	var wg sync.WaitGroup
-	for range s.opts.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var scratch repo.Scratch
-			var buf []byte
-			for j := range jobs {
-				var n uint64
-				var err error
-				for _, c := range j.refs {
-					buf, err = s.loader.Load(ctx, c.ID, buf[:0], &scratch)
-					if err == nil && len(buf) != int(c.Len) {
-						err = &repo.ChunkError{ID: c.ID, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(buf), c.Len)}
-					}
-					if err != nil {
-						break
-					}
-					n += uint64(len(buf))
-				}
-				if err == nil && n != j.size {
-					err = fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, n, j.size)
-				}
-				if err != nil {
-					if ctx.Err() == nil {
-						s.fail(j.path, err)
-					}
-					continue
-				}
-				s.bytes.Add(int64(n))
-				s.files.Add(1)
-			}
-		}()
-	}
-	tr := format.NewTreeReader(s.loader.StreamReader(ctx, s.snap.Tree))
-	var walkErr error
-	for {
-		n, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			walkErr = fmt.Errorf("reading the snapshot's tree: %w", err)
-			break
-		}
-		if n.Type != format.TypeFile || (opts.SamplePercent > 0 && rng.Float64()*100 >= opts.SamplePercent) {
-			continue
-		}
-		j := job{path: n.Path, refs: append([]format.ChunkRef(nil), n.Chunks...), size: n.Size}
-		select {
-		case jobs <- j:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if walkErr == nil {
-		walkErr = ctx.Err()
-	}
+	d := &dirRestore{s: s, drill: true, keep: func(*format.Node) bool {
+		return opts.SamplePercent == 0 || rng.Float64()*100 < opts.SamplePercent
+	}}
+	walkErr := d.run(ctx)
 	stages := map[string]time.Duration{
 		"fetch": time.Duration(s.loader.Fetch.Load()), "decrypt": time.Duration(s.loader.Decrypt.Load()),
 		"decompress": time.Duration(s.loader.Decompress.Load()), "verify": time.Duration(s.loader.Verify.Load()),

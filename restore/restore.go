@@ -23,6 +23,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
 	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/internal/repo"
@@ -31,9 +34,17 @@ import (
 
 // Options tune a restore. The zero value gives sane defaults.
 type Options struct {
-	// Concurrency is the number of chunks fetched and decoded at once;
-	// 0 means 8 (enough to hide an object store's latency on two cores).
+	// Concurrency is the number of ranged reads in flight; 0 means 16,
+	// enough to hide an object store's latency. Decoding (decryption,
+	// decompression, verification) runs on GOMAXPROCS goroutines
+	// whatever this is.
 	Concurrency int
+	// MemoryLimit caps the bytes of fetched data (and, for a stream, of
+	// decoded data waiting to be written in order) held at once; 0 means
+	// 64 MiB. Memory stays within it whatever the snapshot's size, plus a
+	// decode buffer of up to one chunk per core and a plan of about 100
+	// bytes per chunk for up to 16384 chunks.
+	MemoryLimit int64
 	// Overwrite replaces files that already exist in the target. Without
 	// it, an existing file is left alone and reported as failed.
 	Overwrite bool
@@ -47,6 +58,9 @@ type Options struct {
 	ProgressInterval time.Duration
 	// Logger receives warnings and debug logs; nil discards them.
 	Logger *slog.Logger
+
+	// budget, when set (by All), is shared by several restores.
+	budget *semaphore.Weighted
 }
 
 // Progress reports a running restore.
@@ -110,20 +124,33 @@ func newSession(ctx context.Context, pt *reprise.Tenant, ref string, opts *Optio
 		s.opts = *opts
 	}
 	if s.opts.Concurrency <= 0 {
-		s.opts.Concurrency = 8
+		s.opts.Concurrency = defaultConcurrency
+	}
+	if s.opts.MemoryLimit <= 0 {
+		s.opts.MemoryLimit = defaultMemoryLimit
 	}
 	s.log = s.opts.Logger
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.t = repo.Unwrap(pt)
-	snap, err := s.t.FindSnapshot(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	s.snap = snap
-	idx, bad, err := s.t.LoadIndex(ctx)
-	if err != nil {
+	// The snapshot and the index are read concurrently: over an object
+	// store each costs round trips, and a restore pays them before its
+	// first byte.
+	var (
+		idx *repo.Index
+		bad []repo.BadObject
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		s.snap, err = s.t.FindSnapshot(gctx, ref)
+		return err
+	})
+	g.Go(func() (err error) {
+		idx, bad, err = s.t.LoadIndex(gctx)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	for _, b := range bad {

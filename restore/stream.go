@@ -59,66 +59,68 @@ func Stream(ctx context.Context, t *reprise.Tenant, ref string, w io.Writer, opt
 	return s.result()
 }
 
-type pending struct {
-	ref  format.ChunkRef
-	buf  []byte
-	err  error
-	done chan struct{}
-}
-
-// copyOrdered fetches refs with s.opts.Concurrency workers and writes them
-// to w in order; at most 2×Concurrency chunks are held at once.
+// copyOrdered restores refs to w in order through the engine: a planner
+// goroutine cuts them into spans of consecutive chunks, fetchers and
+// decoders work ahead, and this goroutine writes each span when its turn
+// comes. The memory budget bounds what is held ahead of the writer.
 func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	window := 2 * s.opts.Concurrency
-	order := make(chan *pending, window)
-	work := make(chan *pending, window)
-	free := make(chan []byte, window) // bounds the chunks in flight
-	for range window {
-		free <- nil
-	}
+	e := newEngine(ctx, s, true, nil)
 	go func() {
-		defer close(order)
-		defer close(work)
-		for _, r := range refs {
-			var buf []byte
-			select {
-			case buf = <-free:
-			case <-ctx.Done():
+		defer e.close()
+		idx := s.loader.Index()
+		const batch = 4096
+		entries := make([]entry, 0, min(len(refs), batch))
+		for i, r := range refs {
+			loc, _, ok := idx.Lookup(r.ID)
+			if !ok {
+				// Everything before it is still written, then the error.
+				e.cut(ctx, entries)
+				e.failSpan(&span{}, &repo.ChunkError{ID: r.ID, Err: repo.ErrChunkMissing})
 				return
 			}
-			p := &pending{ref: r, buf: buf, done: make(chan struct{})}
-			order <- p // never blocks: free bounds what is in flight to window
-			work <- p
+			entries = append(entries, entry{id: r.ID, loc: loc, n: r.Len})
+			if len(entries) == batch || i == len(refs)-1 {
+				e.cut(ctx, entries)
+				entries = make([]entry, 0, min(len(refs)-i-1, batch))
+			}
+			if ctx.Err() != nil {
+				return
+			}
 		}
 	}()
-	for range s.opts.Concurrency {
-		go func() {
-			var scratch repo.Scratch
-			for p := range work {
-				p.buf, p.err = s.loader.Load(ctx, p.ref.ID, p.buf[:0], &scratch)
-				if p.err == nil && len(p.buf) != int(p.ref.Len) {
-					p.err = &repo.ChunkError{ID: p.ref.ID, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(p.buf), p.ref.Len)}
-				}
-				close(p.done)
+	var err error
+	for sp := range e.orderq {
+		if err == nil {
+			select {
+			case <-sp.done:
+			case <-ctx.Done():
+				err = ctx.Err()
 			}
-		}()
+		}
+		if err == nil {
+			err = sp.err
+		}
+		if err == nil {
+			if _, werr := w.Write(*sp.out); werr != nil {
+				err = fmt.Errorf("writing output: %w", werr)
+			} else {
+				s.bytes.Add(int64(len(*sp.out)))
+			}
+		}
+		if err != nil {
+			// Stop the planner and the fetches, and drain what is queued
+			// so that every goroutine ends.
+			cancel()
+			<-sp.done
+		}
+		putBuf(sp.out)
+		sp.out = nil
+		e.release(sp)
 	}
-	for p := range order {
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if p.err != nil {
-			return p.err
-		}
-		if _, err := w.Write(p.buf); err != nil {
-			return fmt.Errorf("writing output: %w", err)
-		}
-		s.bytes.Add(int64(len(p.buf)))
-		free <- p.buf[:0]
+	if err == nil {
+		err = ctx.Err()
 	}
-	return ctx.Err()
+	return err
 }

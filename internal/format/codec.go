@@ -131,8 +131,13 @@ func Decode(dst, payload []byte, rawLen int) ([]byte, error) {
 		if rawLen >= 0 {
 			// Cap the output: room for exactly rawLen bytes (the three-index
 			// slice hides any extra capacity from the decoder).
-			dst = slices.Grow(dst, rawLen)
-			dst, err = capped.DecodeAll(payload[1:], dst[:start:start+rawLen])
+			full := slices.Grow(dst, rawLen)
+			dst, err = capped.DecodeAll(payload[1:], full[:start:start+rawLen])
+			if err == nil && rawLen > 0 && len(dst) == start+rawLen && &dst[start] == &full[start:start+rawLen][0] {
+				// Decoded in place: give the caller back the capacity the
+				// cap hid, so that appending the next chunk does not copy.
+				dst = full[:start+rawLen]
+			}
 		} else {
 			dst, err = meta.DecodeAll(payload[1:], dst)
 		}

@@ -68,6 +68,13 @@ func (x *Index) Has(id crypto.ID) bool {
 	return ok
 }
 
+// PackAt returns the pack of a Loc (Loc.Pack).
+func (x *Index) PackAt(i uint32) PackRef {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.packs[i]
+}
+
 // Packs returns the packs the index knows.
 func (x *Index) Packs() []PackRef {
 	x.mu.RLock()

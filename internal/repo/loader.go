@@ -161,33 +161,59 @@ func (l *Loader) loadFrom(ctx context.Context, st storage.Storage, id crypto.ID,
 	return l.Open(dst, id, loc, p, s.sealed, s)
 }
 
+// ReadRange reads the bytes [off, off+n) of pack p into dst (grown as
+// needed) with one ranged read: a restore reads several adjacent sealed
+// chunks at once and opens each with Open. Errors are the storage's; a
+// short object fails with format.ErrCorrupt. The caller falls back to Load,
+// chunk by chunk, for precise errors and other copies.
+func (l *Loader) ReadRange(ctx context.Context, p PackRef, off, n uint32, dst []byte) ([]byte, error) {
+	start := time.Now()
+	rc, err := l.t.Repo.St.Get(ctx, l.t.PackKey(p.ID), int64(off), int64(n))
+	if err != nil {
+		return dst, err
+	}
+	defer rc.Close()
+	dst = growLen(dst, int(n))
+	if _, err := io.ReadFull(rc, dst); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%w: pack truncated", format.ErrCorrupt)
+		}
+		return dst, err
+	}
+	l.Fetch.Add(int64(time.Since(start)))
+	return dst, nil
+}
+
 // Open authenticates, decrypts, decodes and verifies a sealed chunk already
 // read from its pack, appending the plaintext to dst.
 func (l *Loader) Open(dst []byte, id crypto.ID, loc Loc, p PackRef, sealed []byte, s *Scratch) ([]byte, error) {
-	key := l.t.PackKey(p.ID)
+	// The pack's key name is only built on failure: this runs once per
+	// chunk, and a string per chunk would be the hot path's only
+	// allocation.
+	fail := func(err error) error { return &ChunkError{ID: id, Object: l.t.PackKey(p.ID), Err: err} }
 	c, err := l.PackCipher(p)
 	if err != nil {
-		return nil, &ChunkError{ID: id, Object: key, Err: err}
+		return nil, fail(err)
 	}
 	b := format.BlobInfo{Kind: loc.Kind, ID: id, Seq: loc.Seq, RawLen: loc.RawLen}
 	start := len(dst)
 	t0 := time.Now()
 	payload, err := s.opener.Decrypt(c, p.Gen, &l.t.Handle, &b, sealed)
 	if err != nil {
-		return nil, &ChunkError{ID: id, Object: key, Err: err}
+		return nil, fail(err)
 	}
 	t1 := time.Now()
 	out, err := format.Decode(dst, payload, int(b.RawLen))
 	if err != nil {
-		return nil, &ChunkError{ID: id, Object: key, Err: err}
+		return nil, fail(err)
 	}
 	t2 := time.Now()
 	h, err := l.hasherFor(s, p.Gen)
 	if err != nil {
-		return nil, &ChunkError{ID: id, Object: key, Err: err}
+		return nil, fail(err)
 	}
 	if h.Sum(out[start:]) != id {
-		return nil, &ChunkError{ID: id, Object: key, Err: ErrChunkMismatch}
+		return nil, fail(ErrChunkMismatch)
 	}
 	t3 := time.Now()
 	l.Decrypt.Add(int64(t1.Sub(t0)))
@@ -203,20 +229,32 @@ func growLen(b []byte, n int) []byte {
 	return b[:n]
 }
 
-// StreamReader returns a reader over the concatenated plaintext of refs,
-// loading one chunk at a time (used for tree streams).
+// StreamReader returns a reader over the concatenated plaintext of refs
+// (used for tree streams). It loads up to streamAhead chunks ahead of the
+// reader, concurrently, so a large tree over an object store costs about
+// one round trip per streamAhead chunks, not one per chunk.
 func (l *Loader) StreamReader(ctx context.Context, refs []format.ChunkRef) io.Reader {
-	return &streamReader{ctx: ctx, l: l, refs: refs}
+	ctx, cancel := context.WithCancel(ctx)
+	return &streamReader{ctx: ctx, cancel: cancel, l: l, refs: refs}
+}
+
+const streamAhead = 4
+
+type loaded struct {
+	buf  []byte
+	err  error
+	done chan struct{}
 }
 
 type streamReader struct {
-	ctx  context.Context
-	l    *Loader
-	refs []format.ChunkRef
-	buf  []byte
-	pos  int
-	s    Scratch
-	err  error
+	ctx    context.Context
+	cancel context.CancelFunc
+	l      *Loader
+	refs   []format.ChunkRef // not yet requested
+	ahead  []*loaded         // requested, in order
+	buf    []byte
+	pos    int
+	err    error
 }
 
 func (r *streamReader) Read(p []byte) (int, error) {
@@ -224,18 +262,31 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		if r.err != nil {
 			return 0, r.err
 		}
-		if len(r.refs) == 0 {
+		for len(r.ahead) < streamAhead && len(r.refs) > 0 {
+			ref := r.refs[0]
+			r.refs = r.refs[1:]
+			ld := &loaded{done: make(chan struct{})}
+			r.ahead = append(r.ahead, ld)
+			go func() {
+				defer close(ld.done)
+				var s Scratch
+				ld.buf, ld.err = r.l.Load(r.ctx, ref.ID, nil, &s)
+				if ld.err == nil && len(ld.buf) != int(ref.Len) {
+					ld.err = &ChunkError{ID: ref.ID, Err: fmt.Errorf("%w: length %d, tree says %d", format.ErrCorrupt, len(ld.buf), ref.Len)}
+				}
+			}()
+		}
+		if len(r.ahead) == 0 {
+			r.cancel()
 			return 0, io.EOF
 		}
-		ref := r.refs[0]
-		r.refs = r.refs[1:]
-		r.buf, r.err = r.l.Load(r.ctx, ref.ID, r.buf[:0], &r.s)
-		r.pos = 0
-		if r.err == nil && len(r.buf) != int(ref.Len) {
-			r.err = &ChunkError{ID: ref.ID, Err: fmt.Errorf("%w: length %d, tree says %d", format.ErrCorrupt, len(r.buf), ref.Len)}
-		}
+		ld := r.ahead[0]
+		r.ahead = r.ahead[1:]
+		<-ld.done
+		r.buf, r.pos, r.err = ld.buf, 0, ld.err
 		if r.err != nil {
-			r.buf = r.buf[:0]
+			r.cancel() // stop the loads ahead
+			r.buf = nil
 			return 0, r.err
 		}
 	}

@@ -1,0 +1,278 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/reprise-backup/reprise"
+	"github.com/reprise-backup/reprise/backup"
+	"github.com/reprise-backup/reprise/chunk"
+	"github.com/reprise-backup/reprise/internal/testutil"
+	"github.com/reprise-backup/reprise/restore"
+	"github.com/reprise-backup/reprise/storage"
+	"github.com/reprise-backup/reprise/storage/faulty"
+)
+
+// Benchmarks of issue #7. Rerun them with
+//
+//	go test ./restore -run '^$' -bench . -count 6 | tee new.txt
+//	benchstat new.txt
+//
+// They restore from in-memory storage, so they measure the engine
+// (fetch, decrypt, decompress, verify, write), not a disk or a network.
+
+// streamRepo backs up n bytes of text-like or random data as one stream.
+func streamRepo(b *testing.B, st storage.Storage, kind string, n int) (*reprise.Tenant, string) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	data := testutil.RandBytes(rng, n)
+	if kind == "text" {
+		data = testutil.TextBytes(rng, n)
+	}
+	r := testutil.InitRepo(b, st, chunk.DefaultParams())
+	ctx := context.Background()
+	ten, err := r.Tenant(ctx, "t")
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := backup.Stream(ctx, ten, "s", bytes.NewReader(data), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ten, res.Snapshot.ID
+}
+
+// BenchmarkRestoreStream measures an ordered stream restore into
+// io.Discard, with GOMAXPROCS 1 and 2, on compressible and incompressible
+// data: the decoders run on every core, so it should scale with them.
+func BenchmarkRestoreStream(b *testing.B) {
+	for _, kind := range []string{"text", "random"} {
+		ten, id := streamRepo(b, storage.NewMem(), kind, 64<<20)
+		for _, procs := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/procs=%d", kind, procs), func(b *testing.B) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				b.SetBytes(64 << 20)
+				b.ReportAllocs()
+				for b.Loop() {
+					rr, err := restore.Stream(context.Background(), ten, id, io.Discard, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if rr.Bytes != 64<<20 {
+						b.Fatalf("restored %d bytes", rr.Bytes)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkRestoreDir measures a directory restore to disk (files of 1 to
+// 8 MiB, WriteAt into pre-sized files), with GOMAXPROCS 1 and 2.
+func BenchmarkRestoreDir(b *testing.B) {
+	for _, kind := range []string{"text", "random"} {
+		src := b.TempDir()
+		rng := rand.New(rand.NewPCG(3, 4))
+		total := 0
+		for i := 0; total < 64<<20; i++ {
+			n := (1 + rng.IntN(8)) << 20
+			data := testutil.RandBytes(rng, n)
+			if kind == "text" {
+				data = testutil.TextBytes(rng, n)
+			}
+			if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), data, 0o600); err != nil {
+				b.Fatal(err)
+			}
+			total += n
+		}
+		r := testutil.InitRepo(b, storage.NewMem(), chunk.DefaultParams())
+		ctx := context.Background()
+		ten, _ := r.Tenant(ctx, "t")
+		res, err := backup.Dir(ctx, ten, src, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, procs := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/procs=%d", kind, procs), func(b *testing.B) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				b.SetBytes(int64(total))
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					dst := filepath.Join(b.TempDir(), "out")
+					b.StartTimer()
+					if _, err := restore.Dir(ctx, ten, res.Snapshot.ID, dst, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkRestoreLatency restores a 256 MiB stream through a backend
+// answering every request after 20 ms (storage/faulty), alternating with
+// the same restore without latency, and reports both throughputs and
+// their ratio: issue #7 asks for at least 80%. The fixed round trips of a
+// restore (snapshot, index, tree, run record) are paid once per restore,
+// so they weigh more on a small snapshot.
+func BenchmarkRestoreLatency(b *testing.B) {
+	const size = 256 << 20
+	mem := storage.NewMem()
+	lat := faulty.New(mem, 1)
+	ten, id := streamRepo(b, lat, "random", size)
+	ctx := context.Background()
+	var fast, slow time.Duration
+	b.SetBytes(2 * size)
+	for b.Loop() {
+		for _, d := range []time.Duration{0, 20 * time.Millisecond} {
+			lat.SetRuleAll(faulty.Rule{Latency: d})
+			t0 := time.Now()
+			if _, err := restore.Stream(ctx, ten, id, io.Discard, nil); err != nil {
+				b.Fatal(err)
+			}
+			if d == 0 {
+				fast += time.Since(t0)
+			} else {
+				slow += time.Since(t0)
+			}
+		}
+	}
+	lat.ClearRules()
+	mbs := func(d time.Duration) float64 { return float64(b.N) * size / 1e6 / d.Seconds() }
+	b.ReportMetric(mbs(fast), "MB/s@0ms")
+	b.ReportMetric(mbs(slow), "MB/s@20ms")
+	b.ReportMetric(fast.Seconds()/slow.Seconds(), "ratio")
+}
+
+// BenchmarkRestoreAllSmallTenants restores 1000 small tenants (16 KiB to
+// 1 MiB each) through a backend with 1 ms per request, once with
+// restore.All (concurrent, smallest first) and once one by one in listing
+// order, and reports when 80% of the tenants were back in each case.
+func BenchmarkRestoreAllSmallTenants(b *testing.B) {
+	const tenants = 1000
+	ctx := context.Background()
+	lat := faulty.New(storage.NewMem(), 1)
+	r := testutil.InitRepo(b, lat, testutil.SmallChunks)
+	rng := rand.New(rand.NewPCG(7, 8))
+	names := make([]string, tenants)
+	src := b.TempDir()
+	for i := range names {
+		names[i] = fmt.Sprintf("customer-%04d", i)
+		ten, err := r.Tenant(ctx, names[i])
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Sizes spread over two orders of magnitude, most of them small.
+		n := 16<<10 + int(float64(1<<20)*rng.Float64()*rng.Float64()*rng.Float64())
+		if err := os.WriteFile(filepath.Join(src, "db.sql"), testutil.TextBytes(rng, n), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+			b.Fatal(err)
+		}
+		ten.Close()
+	}
+	lat.SetRuleAll(faulty.Rule{Latency: time.Millisecond})
+	defer lat.ClearRules()
+	var all80, one80 time.Duration
+	for b.Loop() {
+		// Concurrent, prioritized.
+		var done atomic.Int64
+		var at80 time.Duration
+		var once sync.Once
+		start := time.Now()
+		_, err := restore.All(ctx, r, b.TempDir(), &restore.AllOptions{OnProgress: func(p restore.AllProgress) {
+			if done.Add(1) >= tenants*8/10 {
+				once.Do(func() { at80 = time.Since(start) })
+			}
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		all80 += at80
+		// One by one, in listing order.
+		target := b.TempDir()
+		start = time.Now()
+		for i, n := range slices.Sorted(slices.Values(names))[:tenants*8/10] {
+			ten, err := r.OpenTenant(ctx, n)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := restore.Dir(ctx, ten, "latest", filepath.Join(target, fmt.Sprint(i)), nil); err != nil {
+				b.Fatal(err)
+			}
+			ten.Close()
+		}
+		one80 += time.Since(start)
+	}
+	b.ReportMetric(all80.Seconds()/float64(b.N), "s-to-80%-all")
+	b.ReportMetric(one80.Seconds()/float64(b.N), "s-to-80%-one-by-one")
+	b.ReportMetric(one80.Seconds()/all80.Seconds(), "speedup")
+}
+
+// peakHeap samples the live heap every millisecond while fn runs and
+// returns the highest value seen above the heap before fn.
+func peakHeap(fn func()) (peak uint64) {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	base := sample[0].Value.Uint64()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		tk := time.NewTicker(time.Millisecond)
+		defer tk.Stop()
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > base && v-base > peak {
+				peak = v - base
+			}
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	fn()
+	close(stop)
+	wg.Wait()
+	return peak
+}
+
+// BenchmarkRestorePeakMemory restores a stream and a directory 20 times
+// larger than the memory cap (8 MiB) and reports the peak heap growth.
+// The heap counts garbage not yet collected, so the GC is made eager
+// during the restore to measure what is live.
+func BenchmarkRestorePeakMemory(b *testing.B) {
+	const limit = 8 << 20
+	ten, id := streamRepo(b, storage.NewMem(), "text", 20*limit)
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	var peak uint64
+	b.SetBytes(20 * limit)
+	for b.Loop() {
+		peak = max(peak, peakHeap(func() {
+			if _, err := restore.Stream(context.Background(), ten, id, io.Discard, &restore.Options{MemoryLimit: limit}); err != nil {
+				b.Fatal(err)
+			}
+		}))
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(peak)/limit, "peak/cap")
+}

@@ -1,0 +1,397 @@
+package restore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"math/bits"
+	"runtime"
+	"slices"
+	"sync"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/reprise-backup/reprise/crypto"
+	"github.com/reprise-backup/reprise/internal/format"
+	"github.com/reprise-backup/reprise/internal/repo"
+)
+
+// The restore engine.
+//
+// A restore is planned, then run by three stages:
+//
+//   - The planner reads the snapshot's tree and turns files into entries
+//     (chunk, location in its pack, destination file and offset). For a
+//     directory it collects a batch of entries (batchEntries, or
+//     batchFiles files), sorts it by pack and offset and cuts it into
+//     spans: runs of sealed chunks of one pack that are adjacent (or
+//     separated by at most maxGap bytes) and together at most maxSpan
+//     bytes. A chunk used many times in the batch sorts into one place
+//     and is fetched and decoded once, then written to every place. For a
+//     stream the entries stay in stream order and only consecutive chunks
+//     coalesce.
+//   - Fetchers (Options.Concurrency of them) read each span with one
+//     ranged read. Before a span is handed to them its bytes are taken
+//     from the memory budget (Options.MemoryLimit), in plan order, so the
+//     sealed and (for streams) plaintext bytes in flight never exceed the
+//     cap whatever the snapshot's size, and an ordered stream cannot
+//     deadlock: the span the writer waits for always got its budget first.
+//   - Decoders (GOMAXPROCS of them) authenticate, decrypt, decompress and
+//     verify each chunk of a span, and write it with WriteAt into its
+//     pre-sized file (an all-zero chunk is not written: the file is
+//     sparse there), or, for a stream, into the span's plaintext buffer
+//     that the writer copies out in order.
+//
+// A span that cannot be read whole (missing or truncated pack, transport
+// error) or a chunk that fails to open falls back to repo.Loader.Load,
+// chunk by chunk: it reads other copies of a multi-site repository and
+// names the failing chunk and object precisely.
+//
+// Memory: the budget, plus one decode buffer (up to the chunker's Max) per
+// decoder, plus the plan of one or two batches (about 100 bytes per
+// entry).
+
+const (
+	defaultConcurrency = 16
+	defaultMemoryLimit = 64 << 20
+	// maxSpanCap bounds one ranged read.
+	maxSpanCap = 8 << 20
+	// maxGap is the largest hole between two wanted chunks of a pack that
+	// a span reads through rather than issuing another request: at object
+	// store latencies a request costs far more than 256 KiB of transfer.
+	maxGap = 256 << 10
+	// batchEntries and batchFiles bound a directory restore's plan, and
+	// the files open at once.
+	batchEntries = 16384
+	batchFiles   = 512
+)
+
+// entry is one chunk to restore to one place.
+type entry struct {
+	id  crypto.ID
+	loc repo.Loc
+	f   *fileState // nil for a stream
+	off int64      // offset in the file
+	n   uint32     // length the tree gives
+}
+
+// span is one ranged read of a pack and the entries it serves.
+type span struct {
+	pack     repo.PackRef
+	off, end uint32 // [off, end) of the pack
+	entries  []entry
+	rawLen   int64 // stream: plaintext bytes of the entries
+	cost     int64 // budget held
+	sealed   *[]byte
+	out      *[]byte // stream: plaintext, in order
+	fetchErr error
+	err      error         // stream: the first failure
+	done     chan struct{} // stream: closed when decoded
+}
+
+// engine runs the fetch and decode stages for one restore session.
+type engine struct {
+	s        *session
+	l        *repo.Loader
+	ordered  bool
+	maxSpan  uint32
+	limit    int64
+	budget   *semaphore.Weighted
+	fetchq   chan *span
+	decq     chan *span
+	orderq   chan *span // stream: spans in order, for the writer
+	fetchers sync.WaitGroup
+	decoders sync.WaitGroup
+	// finish is called once per entry of a directory restore when the
+	// entry is done (written or failed).
+	finish func(*fileState)
+}
+
+func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileState)) *engine {
+	e := &engine{s: s, l: s.loader, ordered: ordered, finish: finish, limit: s.opts.MemoryLimit}
+	e.budget = s.opts.budget
+	if e.budget == nil {
+		e.budget = semaphore.NewWeighted(e.limit)
+	}
+	// Spans small enough that the budget keeps every fetcher busy, and
+	// large enough that a request's latency is paid per megabytes, not per
+	// chunk.
+	e.maxSpan = uint32(min(maxSpanCap, max(1<<20, e.limit/int64(2*s.opts.Concurrency))))
+	e.fetchq = make(chan *span, s.opts.Concurrency)
+	e.decq = make(chan *span, s.opts.Concurrency)
+	if ordered {
+		e.orderq = make(chan *span, 4*s.opts.Concurrency)
+	}
+	for range s.opts.Concurrency {
+		e.fetchers.Add(1)
+		go e.fetch(ctx)
+	}
+	for range runtime.GOMAXPROCS(0) {
+		e.decoders.Add(1)
+		go e.decode(ctx)
+	}
+	go func() {
+		e.fetchers.Wait()
+		close(e.decq)
+	}()
+	return e
+}
+
+// close tells the engine no more spans come, and waits for the decoders.
+func (e *engine) close() {
+	close(e.fetchq)
+	if e.orderq != nil {
+		close(e.orderq)
+	}
+	e.decoders.Wait()
+}
+
+// submit takes the span's bytes from the budget and queues it. On a done
+// context it fails the span's entries instead.
+func (e *engine) submit(ctx context.Context, sp *span) {
+	sp.cost = classSize(int64(sp.end - sp.off))
+	if e.ordered {
+		sp.cost += classSize(sp.rawLen)
+		sp.done = make(chan struct{})
+	}
+	// A span costlier than the whole budget (one chunk bigger than the
+	// cap) takes all of it.
+	sp.cost = min(sp.cost, e.limit)
+	if err := e.budget.Acquire(ctx, sp.cost); err != nil {
+		sp.cost = 0
+		e.failSpan(sp, err)
+		return
+	}
+	if e.ordered {
+		e.orderq <- sp
+	}
+	e.fetchq <- sp
+}
+
+// failSpan fails every entry of a span that will not be fetched.
+func (e *engine) failSpan(sp *span, err error) {
+	if e.ordered {
+		sp.err = err
+		sp.done = make(chan struct{})
+		close(sp.done)
+		e.orderq <- sp
+		return
+	}
+	for i := range sp.entries {
+		sp.entries[i].f.setErr(err)
+		e.finish(sp.entries[i].f)
+	}
+}
+
+func (e *engine) release(sp *span) {
+	putBuf(sp.sealed)
+	sp.sealed = nil
+	if sp.cost > 0 {
+		e.budget.Release(sp.cost)
+		sp.cost = 0
+	}
+}
+
+func (e *engine) fetch(ctx context.Context) {
+	defer e.fetchers.Done()
+	for sp := range e.fetchq {
+		n := sp.end - sp.off
+		sp.sealed = getBuf(int(n))
+		var b []byte
+		b, sp.fetchErr = e.l.ReadRange(ctx, sp.pack, sp.off, n, (*sp.sealed)[:0])
+		*sp.sealed = b
+		e.decq <- sp
+	}
+}
+
+func (e *engine) decode(ctx context.Context) {
+	defer e.decoders.Done()
+	var scratch repo.Scratch
+	var out []byte
+	for sp := range e.decq {
+		if e.ordered {
+			e.decodeOrdered(ctx, sp, &scratch)
+			continue
+		}
+		out = e.decodeDir(ctx, sp, &scratch, out)
+		e.release(sp)
+	}
+}
+
+// open returns the plaintext of entry en of sp appended to dst: from the
+// span's bytes when they were read, through the loader (other copies,
+// precise errors) otherwise.
+func (e *engine) open(ctx context.Context, sp *span, en *entry, dst []byte, scratch *repo.Scratch) ([]byte, error) {
+	if sp.fetchErr == nil {
+		at := en.loc.Offset - sp.off
+		out, err := e.l.Open(dst, en.id, en.loc, sp.pack, (*sp.sealed)[at:at+en.loc.SealedLen], scratch)
+		if err == nil {
+			return out, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return dst, ctx.Err()
+	}
+	return e.l.Load(ctx, en.id, dst, scratch)
+}
+
+func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch, out []byte) []byte {
+	var (
+		err     error
+		decoded bool      // out (or err) holds chunk last
+		last    crypto.ID // the chunk decoded last
+	)
+	for i := range sp.entries {
+		en := &sp.entries[i]
+		if en.f.failed() {
+			e.finish(en.f)
+			continue
+		}
+		// Entries of the same chunk sort next to each other: decode it
+		// once, write it everywhere.
+		if !decoded || last != en.id {
+			out, err = e.open(ctx, sp, en, out[:0], scratch)
+			decoded, last = true, en.id
+		}
+		werr := err
+		if werr == nil && len(out) != int(en.n) {
+			werr = &repo.ChunkError{ID: en.id, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(out), en.n)}
+		}
+		if werr == nil {
+			werr = en.f.writeAt(out, en.off)
+		}
+		if werr != nil {
+			en.f.setErr(werr)
+		} else {
+			e.s.bytes.Add(int64(len(out)))
+		}
+		e.finish(en.f)
+	}
+	return out
+}
+
+func (e *engine) decodeOrdered(ctx context.Context, sp *span, scratch *repo.Scratch) {
+	defer close(sp.done)
+	sp.out = getBuf(int(sp.rawLen))
+	out := (*sp.out)[:0]
+	for i := range sp.entries {
+		en := &sp.entries[i]
+		start := len(out)
+		var err error
+		if i > 0 && sp.entries[i-1].id == en.id {
+			prev := sp.entries[i-1].n
+			out = append(out, out[start-int(prev):start]...)
+		} else {
+			out, err = e.open(ctx, sp, en, out, scratch)
+		}
+		if err == nil && len(out)-start != int(en.n) {
+			err = &repo.ChunkError{ID: en.id, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(out)-start, en.n)}
+		}
+		if err != nil {
+			sp.err = err
+			break
+		}
+	}
+	*sp.out = out
+	putBuf(sp.sealed)
+	sp.sealed = nil
+}
+
+// planSorted cuts entries, sorted by pack and offset, into spans.
+func (e *engine) planSorted(ctx context.Context, entries []entry) {
+	slices.SortFunc(entries, func(a, b entry) int {
+		if c := cmp.Compare(a.loc.Pack, b.loc.Pack); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.loc.Offset, b.loc.Offset)
+	})
+	e.cut(ctx, entries)
+}
+
+// cut groups consecutive entries into spans and submits them. A span
+// extends over the next entry when it is in the same pack, starts at most
+// maxGap past the span's end (or is the chunk just read again), and keeps
+// the span within maxSpan.
+func (e *engine) cut(ctx context.Context, entries []entry) {
+	idx := e.l.Index()
+	for len(entries) > 0 {
+		first := &entries[0]
+		sp := &span{off: first.loc.Offset, end: first.loc.Offset + first.loc.SealedLen, rawLen: int64(first.n)}
+		n := 1
+		for ; n < len(entries); n++ {
+			en, prev := &entries[n], &entries[n-1]
+			if en.loc.Pack != first.loc.Pack {
+				break
+			}
+			if e.ordered && sp.rawLen+int64(en.n) > int64(e.maxSpan) {
+				break // the span's plaintext is held until written
+			}
+			if en.id == prev.id {
+				sp.rawLen += int64(en.n)
+				continue
+			}
+			end := en.loc.Offset + en.loc.SealedLen
+			if en.loc.Offset < sp.end || en.loc.Offset-sp.end > maxGap || end-sp.off > e.maxSpan {
+				break
+			}
+			sp.end = end
+			sp.rawLen += int64(en.n)
+		}
+		sp.entries = entries[:n:n]
+		sp.pack = idx.PackAt(first.loc.Pack)
+		entries = entries[n:]
+		e.submit(ctx, sp)
+	}
+}
+
+// Buffers come from per-size-class pools; a buffer is charged to the
+// budget at its class size, so the budget bounds real memory.
+var bufPools [40]sync.Pool
+
+const minClass = 16 // 64 KiB
+
+func class(n int64) int {
+	if n <= 1<<minClass {
+		return minClass
+	}
+	return bits.Len64(uint64(n - 1))
+}
+
+func classSize(n int64) int64 { return 1 << class(n) }
+
+func getBuf(n int) *[]byte {
+	c := class(int64(n))
+	if p, ok := bufPools[c].Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, 0, 1<<c)
+	return &b
+}
+
+func putBuf(p *[]byte) {
+	if p == nil || cap(*p) == 0 {
+		return
+	}
+	c := class(int64(cap(*p)))
+	if 1<<c != cap(*p) {
+		return // grown by append past its class: let it go
+	}
+	*p = (*p)[:0]
+	bufPools[c].Put(p)
+}
+
+var zeroBlock [64 << 10]byte
+
+// isZero reports whether b holds only zero bytes; it stops at the first
+// block that differs, so on ordinary data it costs almost nothing.
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroBlock))
+		if !bytes.Equal(b[:n], zeroBlock[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}

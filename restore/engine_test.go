@@ -1,0 +1,150 @@
+package restore_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+	"testing"
+
+	"github.com/reprise-backup/reprise/backup"
+	"github.com/reprise-backup/reprise/chunk"
+	"github.com/reprise-backup/reprise/internal/testutil"
+	"github.com/reprise-backup/reprise/restore"
+	"github.com/reprise-backup/reprise/storage"
+	"github.com/reprise-backup/reprise/storage/metered"
+)
+
+// A chunk used by many files is fetched once, and adjacent chunks of a
+// pack are read with one request: a restore of many copies of the same
+// files issues far fewer reads than it writes chunks.
+func TestRestoreFetchesOnceAndCoalesces(t *testing.T) {
+	ctx := context.Background()
+	m := metered.New(storage.NewMem(), nil)
+	r := testutil.InitRepo(t, m, testutil.SmallChunks)
+	ten, _ := r.Tenant(ctx, "t")
+	src := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 1))
+	orig := testutil.RandBytes(rng, 2<<20)
+	const copies = 20
+	for i := range copies {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("copy%02d", i)), orig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := backup.Dir(ctx, ten, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunksPerCopy := res.Snapshot.Stats.Chunks / copies
+	m.Reset()
+	dst := t.TempDir()
+	if _, err := restore.Dir(ctx, ten, "latest", dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.CompareTrees(t, src, dst)
+	gets := m.Stats().Get.Calls
+	// Each copy has chunksPerCopy chunks, all adjacent in one or two
+	// packs: a handful of ranged reads, plus snapshot, index and tree.
+	t.Logf("%d chunks written (%d distinct), %d reads", chunksPerCopy*copies, chunksPerCopy, gets)
+	if chunksPerCopy < 8 {
+		t.Fatalf("only %d chunks per copy: the test needs more", chunksPerCopy)
+	}
+	if gets >= int64(chunksPerCopy) {
+		t.Errorf("%d reads for %d distinct chunks: duplicates fetched again, or adjacent chunks not coalesced", gets, chunksPerCopy)
+	}
+}
+
+// All-zero chunks are not written: the restored file is sparse there and
+// still reads back exactly.
+func TestRestoreSparse(t *testing.T) {
+	ctx := context.Background()
+	r := testutil.InitRepo(t, storage.NewMem(), chunk.DefaultParams())
+	ten, _ := r.Tenant(ctx, "t")
+	src := t.TempDir()
+	data := make([]byte, 64<<20)
+	copy(data, testutil.RandBytes(rand.New(rand.NewPCG(2, 2)), 1<<20))
+	copy(data[len(data)-1<<20:], testutil.RandBytes(rand.New(rand.NewPCG(3, 3)), 1<<20))
+	if err := os.WriteFile(filepath.Join(src, "disk.img"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if _, err := restore.Dir(ctx, ten, "latest", dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dst, "disk.img"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restored file differs (err %v)", err)
+	}
+	// Whether holes take no blocks depends on the file system: measure it
+	// on a file made sparse on purpose before judging the restore.
+	probe := filepath.Join(dst, "probe")
+	f, _ := os.Create(probe)
+	f.Truncate(64 << 20)
+	f.Close()
+	if blocks(t, probe) > 1024 {
+		t.Logf("the file system of %s does not keep holes; sparseness not checked", dst)
+		return
+	}
+	if b := blocks(t, filepath.Join(dst, "disk.img")); b*512 > 16<<20 {
+		t.Errorf("restored file uses %d MiB for 2 MiB of non-zero data: zero chunks were written", b*512>>20)
+	}
+}
+
+func blocks(t *testing.T, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		t.Skip("no block count on this platform")
+	}
+	return st.Blocks
+}
+
+// Memory stays bounded by the cap, not by the snapshot's size: a stream 20
+// times larger than the cap restores with a live heap well under the
+// snapshot's size (the bound leaves room for decoders, the index and
+// garbage the GC has not yet collected).
+func TestRestoreMemoryBounded(t *testing.T) {
+	const limit = 4 << 20
+	ctx := context.Background()
+	r := testutil.InitRepo(t, storage.NewMem(), chunk.DefaultParams())
+	ten, _ := r.Tenant(ctx, "t")
+	data := testutil.TextBytes(rand.New(rand.NewPCG(4, 4)), 20*limit)
+	res, err := backup.Stream(ctx, ten, "s", bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
+	var sum int
+	peak := peakHeap(func() {
+		w := &countingWriter{}
+		if _, err := restore.Stream(ctx, ten, res.Snapshot.ID, w, &restore.Options{MemoryLimit: limit}); err != nil {
+			t.Error(err)
+		}
+		sum = w.n
+	})
+	if sum != len(data) {
+		t.Fatalf("restored %d bytes of %d", sum, len(data))
+	}
+	t.Logf("peak live heap %.1f MiB for a %d MiB stream under a %d MiB cap", float64(peak)/(1<<20), len(data)>>20, limit>>20)
+	if peak > 5*limit {
+		t.Errorf("peak heap %d MiB: memory grows with the snapshot, not bounded by the %d MiB cap", peak>>20, limit>>20)
+	}
+}
+
+type countingWriter struct{ n int }
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+
+var _ io.Writer = (*countingWriter)(nil)
