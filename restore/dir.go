@@ -51,7 +51,7 @@ func Dir(ctx context.Context, t *reprise.Tenant, ref, target string, opts *Optio
 type dirRestore struct {
 	s      *session
 	target string
-	drill  bool                     // read and verify only
+	drill  bool                    // read and verify only
 	keep   func(*format.Node) bool // drill: which files to read
 	e      *engine
 	batch  []entry

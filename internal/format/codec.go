@@ -133,7 +133,7 @@ func Decode(dst, payload []byte, rawLen int) ([]byte, error) {
 			// slice hides any extra capacity from the decoder).
 			full := slices.Grow(dst, rawLen)
 			dst, err = capped.DecodeAll(payload[1:], full[:start:start+rawLen])
-			if err == nil && rawLen > 0 && len(dst) == start+rawLen && &dst[start] == &full[start:start+rawLen][0] {
+			if err == nil && rawLen > 0 && len(dst) == start+rawLen && &dst[start] == &full[start : start+rawLen][0] {
 				// Decoded in place: give the caller back the capacity the
 				// cap hid, so that appending the next chunk does not copy.
 				dst = full[:start+rawLen]

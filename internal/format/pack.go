@@ -3,7 +3,6 @@ package format
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
 
 	"github.com/reprise-backup/reprise/crypto"
 )
@@ -69,7 +68,28 @@ type PackBuilder struct {
 	buf    []byte
 	blobs  []BlobInfo
 	ad     []byte
-	enc    []byte // scratch for payload encoding
+	enc    []byte // scratch for payload encoding (Add)
+
+	// SizeHint, when set, bounds how far the buffer grows ahead of need:
+	// a writer that ships packs at a target size sets it a little above,
+	// so every reused builder settles at one allocation of about that
+	// size instead of doubling past it.
+	SizeHint int
+}
+
+// grow makes room for n more bytes.
+func (p *PackBuilder) grow(n int) {
+	if cap(p.buf)-len(p.buf) >= n {
+		return
+	}
+	want := len(p.buf) + n
+	c := max(2*cap(p.buf), want, 4096)
+	if p.SizeHint > 0 && c > p.SizeHint {
+		c = max(p.SizeHint, want)
+	}
+	b := make([]byte, len(p.buf), c)
+	copy(b, p.buf)
+	p.buf = b
 }
 
 // NewPackBuilder returns an empty builder with its own buffers. Call Reset
@@ -113,9 +133,9 @@ func (p *PackBuilder) Add(kind byte, id *crypto.ID, chunk []byte, compress bool)
 func (p *PackBuilder) AddEncoded(kind byte, id *crypto.ID, payload []byte, rawLen int) {
 	p.ad = ChunkAD(p.ad[:0], p.gen, &p.handle, kind, id)
 	off := len(p.buf)
-	// Grow geometrically first: Seal alone would grow the buffer to the
-	// exact length, copying the whole pack at every chunk.
-	p.buf = slices.Grow(p.buf, len(payload)+crypto.Overhead)
+	// Grow ahead first: Seal alone would grow the buffer to the exact
+	// length, copying the whole pack at every chunk.
+	p.grow(len(payload) + crypto.Overhead)
 	p.buf = p.c.Seal(p.buf, uint64(len(p.blobs)), payload, p.ad)
 	p.blobs = append(p.blobs, BlobInfo{
 		Kind: kind, ID: *id, Seq: uint32(len(p.blobs)), Offset: uint32(off),
@@ -135,7 +155,7 @@ func (p *PackBuilder) Finish() []byte {
 		body = binary.AppendUvarint(body, uint64(b.RawLen))
 	}
 	start := len(p.buf)
-	p.buf = slices.Grow(p.buf, len(body)+crypto.Overhead+TrailerSize)
+	p.grow(len(body) + crypto.Overhead + TrailerSize)
 	p.buf = p.c.Seal(p.buf, crypto.LastSeq, body, packHeaderAD(p.gen, &p.handle))
 	hlen := len(p.buf) - start
 	p.buf = binary.BigEndian.AppendUint32(p.buf, p.gen)

@@ -51,10 +51,19 @@ type Writer struct {
 	mu      sync.Mutex
 	pending map[crypto.ID]struct{} // claimed by this writer, not yet indexed
 
-	jobs     chan sealJob // by value: no allocation per chunk
-	uploads  chan *format.PackBuilder
-	builders chan *format.PackBuilder // free builders: bounds pack memory
-	bufs     sync.Pool
+	jobs    chan sealJob // by value: no allocation per chunk
+	uploads chan *format.PackBuilder
+	// free holds the idle pack builders, by chunk kind: they bound pack
+	// memory. Data builders number Sealers+Uploads (each sealer fills one,
+	// uploads hold the others), so at most that many pack-sized buffers
+	// exist; tree builders are as many but stay small unless the tree is
+	// huge. Each sealer holds at most one builder of each kind, so a
+	// sealer waiting for one always gets it when an upload ends.
+	free [2]chan *format.PackBuilder
+	// bufs holds idle chunk copies (Add to the sealers): a fixed free
+	// list rather than a sync.Pool, which the GC empties, so that steady
+	// state allocates nothing.
+	bufs chan *[]byte
 
 	sealers sync.WaitGroup
 	uploadW sync.WaitGroup
@@ -97,14 +106,20 @@ func (t *Tenant) NewWriter(ctx context.Context, idx *Index, opts WriterOptions) 
 	gen, keys := t.Current()
 	w := &Writer{
 		t: t, idx: idx, gen: gen, keys: keys, opts: opts,
-		pending:  make(map[crypto.ID]struct{}),
-		jobs:     make(chan sealJob, 2*opts.Sealers),
-		uploads:  make(chan *format.PackBuilder, opts.Uploads),
-		builders: make(chan *format.PackBuilder, 2*opts.Sealers+2*opts.Uploads),
+		pending: make(map[crypto.ID]struct{}),
+		jobs:    make(chan sealJob, 2*opts.Sealers),
+		uploads: make(chan *format.PackBuilder, opts.Uploads),
 	}
+	w.bufs = make(chan *[]byte, cap(w.jobs)+2*opts.Sealers)
 	w.ctx, w.cancel = context.WithCancelCause(ctx)
-	for range cap(w.builders) {
-		w.builders <- format.NewPackBuilder()
+	for k := range w.free {
+		w.free[k] = make(chan *format.PackBuilder, opts.Sealers+opts.Uploads)
+		for range cap(w.free[k]) {
+			pb := format.NewPackBuilder()
+			// Packs stay within PackSize; room for the header.
+			pb.SizeHint = opts.PackSize + 64<<10
+			w.free[k] <- pb
+		}
 	}
 	for range opts.Sealers {
 		w.sealers.Add(1)
@@ -159,8 +174,10 @@ func (w *Writer) Add(kind byte, id crypto.ID, data []byte) (bool, error) {
 	w.pending[id] = struct{}{}
 	w.mu.Unlock()
 
-	bp, _ := w.bufs.Get().(*[]byte)
-	if bp == nil {
+	var bp *[]byte
+	select {
+	case bp = <-w.bufs:
+	default:
 		b := make([]byte, 0, len(data))
 		bp = &b
 	}
@@ -182,6 +199,7 @@ func (w *Writer) Add(kind byte, id crypto.ID, data []byte) (bool, error) {
 func (w *Writer) seal() {
 	defer w.sealers.Done()
 	var open [2]*format.PackBuilder // by kind
+	var enc []byte                  // encoded payload, reused
 	ship := func(kind byte) {
 		pb := open[kind]
 		open[kind] = nil
@@ -189,7 +207,7 @@ func (w *Writer) seal() {
 			return
 		}
 		if pb.Count() == 0 {
-			w.builders <- pb
+			w.free[kind] <- pb
 			return
 		}
 		select {
@@ -202,28 +220,31 @@ func (w *Writer) seal() {
 			w.release(j)
 			continue // drain
 		}
+		enc = format.Encode(enc[:0], j.data, !w.opts.NoCompress)
+		// A chunk that would take the open pack past PackSize starts the
+		// next one: packs stay within PackSize (unless one chunk alone is
+		// larger), so their buffers settle at that size.
+		if pb := open[j.kind]; pb != nil && pb.Count() > 0 && pb.Len()+len(enc)+crypto.Overhead > w.opts.PackSize {
+			ship(j.kind)
+		}
 		if open[j.kind] == nil {
 			var pb *format.PackBuilder
 			select {
-			case pb = <-w.builders:
+			case pb = <-w.free[j.kind]:
 			case <-w.ctx.Done():
 				w.release(j)
 				continue
 			}
 			if err := pb.Reset(&w.keys.Data, w.gen, w.t.Handle); err != nil {
 				w.fail(err)
-				w.builders <- pb
+				w.free[j.kind] <- pb
 				w.release(j)
 				continue
 			}
 			open[j.kind] = pb
 		}
-		pb := open[j.kind]
-		pb.Add(j.kind, &j.id, j.data, !w.opts.NoCompress)
+		open[j.kind].AddEncoded(j.kind, &j.id, enc, len(j.data))
 		w.release(j)
-		if pb.Len() >= w.opts.PackSize {
-			ship(j.kind)
-		}
 	}
 	ship(format.KindData)
 	ship(format.KindTree)
@@ -231,7 +252,10 @@ func (w *Writer) seal() {
 
 func (w *Writer) release(j sealJob) {
 	*j.buf = j.data[:0]
-	w.bufs.Put(j.buf)
+	select {
+	case w.bufs <- j.buf:
+	default: // more in flight than the list holds: let it go
+	}
 }
 
 func (w *Writer) upload() {
@@ -242,7 +266,7 @@ func (w *Writer) upload() {
 				w.fail(err)
 			}
 		}
-		w.builders <- pb
+		w.free[pb.Blobs()[0].Kind] <- pb // shipped packs are never empty
 	}
 }
 
