@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/backup"
 	"github.com/reprise-backup/reprise/chunk"
 	"github.com/reprise-backup/reprise/internal/testutil"
@@ -25,7 +26,7 @@ func BenchmarkBackupStream(b *testing.B) {
 			if kind == "text" {
 				data = testutil.TextBytes(rng, 64<<20)
 			}
-			r := testutil.InitRepo(b, storage.NewMem(), chunk.DefaultParams())
+			r := testutil.InitRepoPacks(b, storage.NewMem(), chunk.DefaultParams(), reprise.DefaultPackSize)
 			ctx := context.Background()
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
@@ -52,7 +53,7 @@ func BenchmarkBackupStream(b *testing.B) {
 // cost of reading, chunking and hashing alone, as for an hourly snapshot.
 func BenchmarkBackupUnchanged(b *testing.B) {
 	data := testutil.RandBytes(rand.New(rand.NewPCG(3, 4)), 64<<20)
-	r := testutil.InitRepo(b, storage.NewMem(), chunk.DefaultParams())
+	r := testutil.InitRepoPacks(b, storage.NewMem(), chunk.DefaultParams(), reprise.DefaultPackSize)
 	ctx := context.Background()
 	ten, _ := r.Tenant(ctx, "t")
 	if _, err := backup.Stream(ctx, ten, "s", bytes.NewReader(data), nil); err != nil {

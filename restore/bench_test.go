@@ -41,7 +41,7 @@ func streamRepo(b *testing.B, st storage.Storage, kind string, n int) (*reprise.
 	if kind == "text" {
 		data = testutil.TextBytes(rng, n)
 	}
-	r := testutil.InitRepo(b, st, chunk.DefaultParams())
+	r := testutil.InitRepoPacks(b, st, chunk.DefaultParams(), reprise.DefaultPackSize)
 	ctx := context.Background()
 	ten, err := r.Tenant(ctx, "t")
 	if err != nil {
@@ -97,7 +97,7 @@ func BenchmarkRestoreDir(b *testing.B) {
 			}
 			total += n
 		}
-		r := testutil.InitRepo(b, storage.NewMem(), chunk.DefaultParams())
+		r := testutil.InitRepoPacks(b, storage.NewMem(), chunk.DefaultParams(), reprise.DefaultPackSize)
 		ctx := context.Background()
 		ten, _ := r.Tenant(ctx, "t")
 		res, err := backup.Dir(ctx, ten, src, nil)

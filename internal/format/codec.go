@@ -81,6 +81,23 @@ func Encode(dst, src []byte, compress bool) []byte {
 	return append(dst, src...)
 }
 
+// EncodeFramed is Encode for a chunk held at framed[1:] with one spare
+// byte in front of it: when the chunk is stored raw the payload is framed
+// itself, its first byte set, and nothing is copied (a backup of data an
+// application already encrypted saves a copy of every byte); otherwise the
+// chunk is compressed into dst.
+func EncodeFramed(dst, framed []byte, compress bool) []byte {
+	src := framed[1:]
+	if compress && len(src) >= 64 && !incompressible(src) {
+		out := encoder().EncodeAll(src, append(dst[:0], EncodingZstd))
+		if len(out)-1 <= len(src)-len(src)/32 {
+			return out
+		}
+	}
+	framed[0] = EncodingRaw
+	return framed
+}
+
 // sampleSize is the size of each probe incompressible takes.
 const sampleSize = 4 << 10
 

@@ -70,10 +70,11 @@ type PackBuilder struct {
 	ad     []byte
 	enc    []byte // scratch for payload encoding (Add)
 
-	// SizeHint, when set, bounds how far the buffer grows ahead of need:
-	// a writer that ships packs at a target size sets it a little above,
-	// so every reused builder settles at one allocation of about that
-	// size instead of doubling past it.
+	// SizeHint, when set, is the capacity the buffer is given when it
+	// must grow (more only if a chunk needs it): a writer that ships packs
+	// at a target size sets it a little above, so a reused builder makes
+	// one allocation of about that size instead of doubling up to it and
+	// past it.
 	SizeHint int
 }
 
@@ -84,8 +85,10 @@ func (p *PackBuilder) grow(n int) {
 	}
 	want := len(p.buf) + n
 	c := max(2*cap(p.buf), want, 4096)
-	if p.SizeHint > 0 && c > p.SizeHint {
-		c = max(p.SizeHint, want)
+	if p.SizeHint > 0 {
+		// Straight to it, no copies on the way; past it (a chunk larger
+		// than the pack), room for the header too.
+		c = max(p.SizeHint, want+64<<10)
 	}
 	b := make([]byte, len(p.buf), c)
 	copy(b, p.buf)

@@ -84,7 +84,7 @@ type Writer struct {
 type sealJob struct {
 	kind byte
 	id   crypto.ID
-	data []byte
+	data []byte // the chunk at data[1:], a spare byte in front (EncodeFramed)
 	buf  *[]byte
 }
 
@@ -116,8 +116,11 @@ func (t *Tenant) NewWriter(ctx context.Context, idx *Index, opts WriterOptions) 
 		w.free[k] = make(chan *format.PackBuilder, opts.Sealers+opts.Uploads)
 		for range cap(w.free[k]) {
 			pb := format.NewPackBuilder()
-			// Packs stay within PackSize; room for the header.
-			pb.SizeHint = opts.PackSize + 64<<10
+			if k == int(format.KindData) {
+				// Packs stay within PackSize; room for the header. Tree
+				// packs are mostly small: their buffers grow as needed.
+				pb.SizeHint = opts.PackSize + 64<<10
+			}
 			w.free[k] <- pb
 		}
 	}
@@ -178,10 +181,12 @@ func (w *Writer) Add(kind byte, id crypto.ID, data []byte) (bool, error) {
 	select {
 	case bp = <-w.bufs:
 	default:
-		b := make([]byte, 0, len(data))
+		b := make([]byte, 0, 1+len(data))
 		bp = &b
 	}
-	buf := append((*bp)[:0], data...)
+	// One spare byte in front: a chunk stored raw is sealed from this
+	// copy with its encoding byte, without another copy.
+	buf := append(append((*bp)[:0], 0), data...)
 	j := sealJob{kind: kind, id: id, data: buf, buf: bp}
 	select {
 	case w.jobs <- j:
@@ -220,11 +225,14 @@ func (w *Writer) seal() {
 			w.release(j)
 			continue // drain
 		}
-		enc = format.Encode(enc[:0], j.data, !w.opts.NoCompress)
+		payload := format.EncodeFramed(enc[:0], j.data, !w.opts.NoCompress)
+		if &payload[0] != &j.data[0] {
+			enc = payload // compressed: keep the grown buffer
+		}
 		// A chunk that would take the open pack past PackSize starts the
 		// next one: packs stay within PackSize (unless one chunk alone is
 		// larger), so their buffers settle at that size.
-		if pb := open[j.kind]; pb != nil && pb.Count() > 0 && pb.Len()+len(enc)+crypto.Overhead > w.opts.PackSize {
+		if pb := open[j.kind]; pb != nil && pb.Count() > 0 && pb.Len()+len(payload)+crypto.Overhead > w.opts.PackSize {
 			ship(j.kind)
 		}
 		if open[j.kind] == nil {
@@ -243,7 +251,7 @@ func (w *Writer) seal() {
 			}
 			open[j.kind] = pb
 		}
-		open[j.kind].AddEncoded(j.kind, &j.id, enc, len(j.data))
+		open[j.kind].AddEncoded(j.kind, &j.id, payload, len(j.data)-1)
 		w.release(j)
 	}
 	ship(format.KindData)

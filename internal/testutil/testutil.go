@@ -33,11 +33,19 @@ func FastArgon2() *crypto.Argon2Params {
 // still make many chunks.
 var SmallChunks = chunk.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
 
-// InitRepo creates a repository on st with test parameters.
+// InitRepo creates a repository on st with test parameters: 1 MiB packs,
+// so that small test data still makes several packs.
 func InitRepo(t testing.TB, st storage.Storage, p chunk.Params) *reprise.Repository {
 	t.Helper()
+	return InitRepoPacks(t, st, p, 1<<20)
+}
+
+// InitRepoPacks is InitRepo with another pack size; benchmarks use
+// reprise.DefaultPackSize, to measure what users get.
+func InitRepoPacks(t testing.TB, st storage.Storage, p chunk.Params, packSize int) *reprise.Repository {
+	t.Helper()
 	r, err := reprise.Init(context.Background(), st, reprise.Credentials{Passphrase: []byte(Passphrase)},
-		&reprise.InitOptions{Chunking: p, PackSize: 1 << 20, Argon2: FastArgon2()})
+		&reprise.InitOptions{Chunking: p, PackSize: packSize, Argon2: FastArgon2()})
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
