@@ -82,7 +82,8 @@ type span struct {
 	off, end uint32 // [off, end) of the pack
 	entries  []entry
 	rawLen   int64 // stream: plaintext bytes of the entries
-	cost     int64 // budget held
+	cost     int64 // budget held for the sealed bytes, until decoded
+	rawCost  int64 // stream: budget held for the plaintext, until written
 	sealed   *[]byte
 	out      *[]byte // stream: plaintext, in order
 	fetchErr error
@@ -117,7 +118,7 @@ func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileS
 	// Spans small enough that the budget keeps every fetcher busy, and
 	// large enough that a request's latency is paid per megabytes, not per
 	// chunk.
-	e.maxSpan = uint32(min(maxSpanCap, max(1<<20, e.limit/int64(2*s.opts.Concurrency))))
+	e.maxSpan = uint32(min(maxSpanCap, max(1<<20, e.limit/int64(s.opts.Concurrency))))
 	e.fetchq = make(chan *span, s.opts.Concurrency)
 	e.decq = make(chan *span, s.opts.Concurrency)
 	if ordered {
@@ -152,14 +153,19 @@ func (e *engine) close() {
 func (e *engine) submit(ctx context.Context, sp *span) {
 	sp.cost = classSize(int64(sp.end - sp.off))
 	if e.ordered {
-		sp.cost += classSize(sp.rawLen)
+		// The plaintext waits for its turn to be written: taken with the
+		// sealed bytes, in order (so the writer's next span always has
+		// its budget), and given back separately.
+		sp.rawCost = classSize(sp.rawLen)
 		sp.done = make(chan struct{})
 	}
 	// A span costlier than the whole budget (one chunk bigger than the
 	// cap) takes all of it.
-	sp.cost = min(sp.cost, e.limit)
-	if err := e.budget.Acquire(ctx, sp.cost); err != nil {
-		sp.cost = 0
+	if sp.cost+sp.rawCost > e.limit {
+		sp.cost, sp.rawCost = e.limit, 0
+	}
+	if err := e.budget.Acquire(ctx, sp.cost+sp.rawCost); err != nil {
+		sp.cost, sp.rawCost = 0, 0
 		e.failSpan(sp, err)
 		return
 	}
@@ -184,12 +190,23 @@ func (e *engine) failSpan(sp *span, err error) {
 	}
 }
 
+// release gives back the span's sealed bytes and their budget.
 func (e *engine) release(sp *span) {
 	putBuf(sp.sealed)
 	sp.sealed = nil
 	if sp.cost > 0 {
 		e.budget.Release(sp.cost)
 		sp.cost = 0
+	}
+}
+
+// written gives back a stream span's plaintext and its budget.
+func (e *engine) written(sp *span) {
+	putBuf(sp.out)
+	sp.out = nil
+	if sp.rawCost > 0 {
+		e.budget.Release(sp.rawCost)
+		sp.rawCost = 0
 	}
 }
 
@@ -294,8 +311,7 @@ func (e *engine) decodeOrdered(ctx context.Context, sp *span, scratch *repo.Scra
 		}
 	}
 	*sp.out = out
-	putBuf(sp.sealed)
-	sp.sealed = nil
+	e.release(sp) // the sealed bytes are no longer needed
 }
 
 // planSorted cuts entries, sorted by pack and offset, into spans.

@@ -2,10 +2,19 @@
 // directory snapshot into a directory, a stream snapshot into an
 // io.Writer.
 //
-// Restores run in parallel: chunks are fetched with ranged reads,
-// authenticated, decrypted, decompressed and checked against their ID on
-// several goroutines, and written with WriteAt straight into their place
-// in pre-sized files. A file is written under a temporary name and renamed
+// Restores are planned, then run in parallel (see engine.go for the
+// details): the chunks of a batch of files are sorted by pack and offset,
+// adjacent ones are fetched together with one ranged read, a chunk used
+// several times is fetched and decoded once, many reads are in flight at
+// once (Options.Concurrency) to hide an object store's latency, and every
+// core authenticates, decrypts, decompresses and checks chunks against
+// their ID. Chunks are written with WriteAt straight into their place in
+// pre-sized files (all-zero chunks are skipped, leaving holes); a stream
+// is written in order through a bounded reorder window. Memory is capped
+// by Options.MemoryLimit whatever the snapshot's size, and restore.All
+// shares one budget between many tenants restored in priority order.
+//
+// A file is written under a temporary name and renamed
 // into place only once every chunk of it is written and verified, so an
 // interrupted or failed restore never leaves a file that looks complete
 // but is not. A chunk that fails (missing, corrupt, truncated, moved) fails

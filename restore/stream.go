@@ -115,9 +115,8 @@ func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.
 			cancel()
 			<-sp.done
 		}
-		putBuf(sp.out)
-		sp.out = nil
-		e.release(sp)
+		e.written(sp)
+		e.release(sp) // a span failed before decoding still holds these
 	}
 	if err == nil {
 		err = ctx.Err()
