@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 	"time"
 )
 
@@ -28,6 +29,16 @@ type FSOptions struct {
 	// DirMode is the permission of created directories, before the
 	// process umask; default 0o700.
 	DirMode fs.FileMode
+	// Buffered writes objects through the operating system's page cache.
+	// By default, on Linux, objects of 1 MiB or more (packs) are
+	// written with O_DIRECT where the filesystem supports it: a backup
+	// then does not push the machine's working set (a database's hot
+	// pages) out of the cache for data nobody reads soon, and skips the
+	// copy into the cache, which costs a core about 2 ms per MiB on
+	// virtual machines like this project's (measured: dd of 600 MiB,
+	// 1.2-1.8 s of system time buffered, 0.07 s direct). NoSync implies
+	// Buffered.
+	Buffered bool
 }
 
 // FS stores objects as files under a root directory, one file per object;
@@ -60,6 +71,7 @@ type FSOptions struct {
 type FS struct {
 	root     string
 	noSync   bool
+	buffered bool
 	fileMode fs.FileMode
 	dirMode  fs.FileMode
 }
@@ -89,6 +101,7 @@ func NewFS(dir string, opts *FSOptions) (*FS, error) {
 	f := &FS{root: abs, fileMode: 0o600, dirMode: 0o700}
 	if opts != nil {
 		f.noSync = opts.NoSync
+		f.buffered = opts.Buffered || opts.NoSync
 		if opts.FileMode != 0 {
 			f.fileMode = opts.FileMode.Perm()
 		}
@@ -107,9 +120,27 @@ func (f *FS) path(key string) string {
 }
 
 // copyChunk is the unit of copying in Put, between context checks.
-const copyChunk = 1 << 20
+const copyChunk = 4 << 20
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyChunk); return &b }}
+var copyBufs = sync.Pool{New: func() any { b := alignedBuf(copyChunk); return &b }}
+
+// directAlign is the alignment of O_DIRECT buffers, sizes and offsets
+// (the largest logical block size in common use); directAtLeast the
+// smallest object written with O_DIRECT (a pack, not metadata).
+const (
+	directAlign   = 4096
+	directAtLeast = 1 << 20
+)
+
+// alignedBuf returns n bytes starting at a directAlign boundary.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+directAlign)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+	if off != 0 {
+		off = directAlign - off
+	}
+	return b[off : off+n : off+n]
+}
 
 // errCollision explains the one thing FS cannot store.
 var errCollision = errors.New("key collides with a file or directory on its path (the filesystem driver cannot hold both \"a\" and \"a/b\")")
@@ -196,6 +227,10 @@ func (f *FS) fill(ctx context.Context, w *os.File, r io.ReaderAt, size int64) (s
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
+	// Whole aligned blocks go straight to the disk (see FSOptions.
+	// Buffered); the tail, and everything on filesystems that refuse
+	// O_DIRECT, through the cache.
+	direct := !f.buffered && size >= directAtLeast && setDirect(w, true) == nil
 	var off int64
 	for off < size {
 		if err := ctx.Err(); err != nil {
@@ -204,8 +239,25 @@ func (f *FS) fill(ctx context.Context, w *os.File, r io.ReaderAt, size int64) (s
 		want := int(min(int64(len(buf)), size-off))
 		n, rerr := r.ReadAt(buf[:want], off)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return false, werr
+			if direct && n%directAlign != 0 {
+				direct = false
+				if err := setDirect(w, false); err != nil {
+					return false, err
+				}
+			}
+			if _, werr := w.WriteAt(buf[:n], off); werr != nil {
+				if !direct || !errors.Is(werr, syscall.EINVAL) {
+					return false, werr
+				}
+				// Refused at write time (alignment the device wants
+				// larger): go on through the cache.
+				direct = false
+				if err := setDirect(w, false); err != nil {
+					return false, err
+				}
+				if _, werr := w.WriteAt(buf[:n], off); werr != nil {
+					return false, werr
+				}
 			}
 			off += int64(n)
 		}

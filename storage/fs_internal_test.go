@@ -1,8 +1,12 @@
 package storage
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,4 +62,39 @@ func TestValidPrefix(t *testing.T) {
 			t.Errorf("ValidPrefix(%.20q) = %v, want %v", p, got, want)
 		}
 	}
+}
+
+// Objects of a megabyte or more are written with O_DIRECT where the
+// filesystem allows it, the unaligned tail through the cache: whatever
+// the size, the object reads back whole, direct or buffered.
+func TestFSDirectWrites(t *testing.T) {
+	ctx := context.Background()
+	for _, buffered := range []bool{false, true} {
+		f, err := NewFS(t.TempDir(), &FSOptions{Buffered: buffered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, size := range []int{directAtLeast - 1, directAtLeast, 4 << 20, 3<<20 + 123, 5*copyChunk + directAlign + 1} {
+			data := make([]byte, size)
+			for i := range data {
+				data[i] = byte(i*7 + i>>12)
+			}
+			key := fmt.Sprintf("p/%d", size)
+			if err := f.Put(ctx, key, bytes.NewReader(data), int64(size), &PutOptions{IfNotExist: true}); err != nil {
+				t.Fatalf("buffered=%v size %d: %v", buffered, size, err)
+			}
+			got, err := os.ReadFile(f.path(key))
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("buffered=%v size %d: read back %d bytes (err %v), differ=%v", buffered, size, len(got), err, !bytes.Equal(got, data))
+			}
+		}
+	}
+	// Whether this machine's temporary directory takes O_DIRECT decides
+	// which path ran; say so.
+	tmp, err := os.CreateTemp(t.TempDir(), "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tmp.Close()
+	t.Logf("O_DIRECT on the test directory: %v", setDirect(tmp, true))
 }

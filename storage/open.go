@@ -153,7 +153,7 @@ func validScheme(s string) bool {
 
 // openFileURL serves file:///abs/path, file://localhost/abs/path,
 // file:/abs/path and file:relative/path, with the optional query
-// parameter nosync=1.
+// parameters nosync=1 and buffered=1 (see FSOptions).
 func openFileURL(ctx context.Context, u *url.URL) (Storage, error) {
 	var opts FSOptions
 	for k, vs := range u.Query() {
@@ -167,8 +167,17 @@ func openFileURL(ctx context.Context, u *url.URL) (Storage, error) {
 			default:
 				return nil, fmt.Errorf("storage: file URL: nosync=%q: want 1, true, 0 or false", v)
 			}
+		case "buffered":
+			v := vs[len(vs)-1]
+			switch v {
+			case "", "1", "true":
+				opts.Buffered = true
+			case "0", "false":
+			default:
+				return nil, fmt.Errorf("storage: file URL: buffered=%q: want 1, true, 0 or false", v)
+			}
 		default:
-			return nil, fmt.Errorf("storage: file URL: unknown parameter %q (known: nosync)", k)
+			return nil, fmt.Errorf("storage: file URL: unknown parameter %q (known: nosync, buffered)", k)
 		}
 	}
 	if u.Host != "" && u.Host != "localhost" {
