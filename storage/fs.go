@@ -13,8 +13,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"unsafe"
 	"time"
+	"unsafe"
 )
 
 // FSOptions tunes [NewFS]. The zero value (or a nil pointer) gives the
