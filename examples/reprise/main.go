@@ -8,6 +8,9 @@
 // repository kept on several sites. Run "reprise help" for the list of
 // commands.
 //
+// REPRISE_CPUPROFILE=FILE writes a CPU profile of the command to FILE (for
+// performance reports: go tool pprof FILE).
+//
 // Exit status: 0 on success, 1 on error, 2 on a usage error, 3 when a
 // backup was saved but some paths could not be read, 130 when interrupted.
 package main
@@ -21,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -78,7 +82,11 @@ func init() {
 	}
 }
 
-func main() {
+func main() { os.Exit(mainStatus()) }
+
+// mainStatus runs the command line and returns the exit status; main
+// exits with it once the deferred calls (the CPU profile) have run.
+func mainStatus() int {
 	if os.Getenv("GOGC") == "" {
 		// Backups and restores hold a bounded working set (packs being
 		// filled and uploaded, chunks in flight) and allocate little
@@ -86,6 +94,15 @@ func main() {
 		// close to that working set for a few percent of CPU. GOGC (and
 		// GOMEMLIMIT) in the environment still decide when set.
 		debug.SetGCPercent(50)
+	}
+	if p := os.Getenv("REPRISE_CPUPROFILE"); p != "" {
+		// A CPU profile of the whole command, for performance reports:
+		// go tool pprof reprise FILE.
+		if f, err := os.Create(p); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -100,7 +117,7 @@ func main() {
 	}
 	code := run(ctx, e, os.Args[1:])
 	stop()
-	os.Exit(code)
+	return code
 }
 
 // run runs the command line args (without the program name) and returns
