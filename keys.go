@@ -78,13 +78,37 @@ func (r *Repository) RotateKey(ctx context.Context, cred Credentials, opts *KeyS
 	return publicSlot(s), err
 }
 
+// EraseReport says what EraseTenant did.
+type EraseReport struct {
+	// Deleted counts the tenant's objects deleted (after its keys).
+	Deleted int
+	// Retained lists the tenant's objects the storage keeps under
+	// retention (S3 Object Lock, storage.ErrRetained). Its keys are
+	// destroyed all the same: these objects no longer decrypt with
+	// anything the repository holds. Erase the tenant again once the
+	// retention ends to delete them, and do not reuse the name before: a
+	// new tenant of that name would meet them as unreadable objects
+	// (check reports them, prune refuses to run for it).
+	Retained []string
+	// RetainedUntil is the latest end of those retentions that the
+	// storage reported; zero when there are none, or it did not say.
+	RetainedUntil time.Time
+}
+
 // EraseTenant crypto-shreds a tenant: its key envelope is destroyed first,
-// then all its objects are deleted. It returns the number of objects
-// deleted. Copies of the tenant's objects made earlier (another site, an
-// immutable bucket, a stolen disk) no longer decrypt with anything the
-// repository holds; docs/SECURITY.md states the exact guarantee.
-func (r *Repository) EraseTenant(ctx context.Context, name string) (int, error) {
-	return r.r.EraseTenant(ctx, name)
+// then all its objects are deleted, except those the storage retains,
+// which the report lists. Copies of the tenant's objects made earlier
+// (another site, an immutable bucket, a stolen disk) no longer decrypt
+// with anything the repository holds; docs/SECURITY.md states the exact
+// guarantee. Erasing a tenant whose keys are gone but whose objects remain
+// (retained, or an interrupted erasure) deletes what is left. It fails
+// with ErrAppendOnly in an append-only repository.
+func (r *Repository) EraseTenant(ctx context.Context, name string) (*EraseReport, error) {
+	rep, err := r.r.EraseTenant(ctx, name)
+	if rep == nil {
+		return nil, err
+	}
+	return &EraseReport{Deleted: rep.Deleted, Retained: rep.Retained, RetainedUntil: rep.RetainedUntil}, err
 }
 
 // RollKey adds a new generation of the tenant's root key: new data is

@@ -226,11 +226,12 @@ func TestEraseTenant(t *testing.T) {
 		copies[i.Key] = b
 		return err
 	})
-	n, err := r.EraseTenant(ctx, "victim")
+	er, err := r.EraseTenant(ctx, "victim")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n == 0 {
+	n := er.Deleted
+	if n == 0 || len(er.Retained) != 0 {
 		t.Fatal("erase deleted no object")
 	}
 	r2 := open(t, st, pass(testutil.Passphrase))

@@ -13,6 +13,7 @@ import (
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/internal/repo"
 	"github.com/reprise-backup/reprise/storage"
+	"github.com/reprise-backup/reprise/storage/appendonly"
 )
 
 // Errors callers can test with errors.Is.
@@ -37,6 +38,10 @@ var (
 	// ErrUnsupportedVersion reports a repository in a format version this
 	// build does not read.
 	ErrUnsupportedVersion = format.ErrVersion
+	// ErrAppendOnly reports an operation refused because the repository
+	// was opened with Options.AppendOnly: Forget, Prune, EraseTenant,
+	// RollKey, key slot changes and Repair delete or rewrite objects.
+	ErrAppendOnly = repo.ErrAppendOnly
 )
 
 // Credentials open a repository's key slots: a passphrase opens the
@@ -81,6 +86,19 @@ type InitOptions struct {
 type Options struct {
 	// Logger receives the library's logs; nil discards them.
 	Logger *slog.Logger
+	// AppendOnly opens the repository for adding only, for machines that
+	// run backups with credentials that cannot delete (docs/SECURITY.md,
+	// "Append-only credentials"): backups, listing snapshots, restores,
+	// checks, health and drills work and never delete or overwrite
+	// anything (a backup's lease is refreshed by creating new objects,
+	// which a prune elsewhere removes); Forget, Prune, EraseTenant,
+	// RollKey, AddKeySlot, RemoveKeySlot, RotateKey and Repair fail at
+	// once with ErrAppendOnly, before touching anything (dry runs of
+	// Forget and Prune, which change nothing, still work). The storage is
+	// wrapped with storage/appendonly, so that any delete or overwrite
+	// that would still be attempted fails with storage.ErrPermission
+	// (unless it is already wrapped, at any depth).
+	AppendOnly bool
 }
 
 // Repository is an open repository. It is safe for concurrent use. Close
@@ -123,12 +141,20 @@ func Open(ctx context.Context, st storage.Storage, cred Credentials, opts *Optio
 	if opts == nil {
 		opts = &Options{}
 	}
+	if opts.AppendOnly && !appendonly.Is(st) {
+		st = appendonly.New(st)
+	}
 	r, err := repo.Open(ctx, st, cred.internal(), opts.Logger)
 	if err != nil {
 		return nil, err
 	}
+	r.AppendOnly = opts.AppendOnly
 	return &Repository{r: r}, nil
 }
+
+// AppendOnly reports whether the repository was opened with
+// Options.AppendOnly.
+func (r *Repository) AppendOnly() bool { return r.r.AppendOnly }
 
 // ID returns the repository's random identifier (hex).
 func (r *Repository) ID() string { return r.r.Config.ID.String() }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/repo"
+	"github.com/reprise-backup/reprise/storage"
 )
 
 // Retention is a retention policy: a snapshot is kept when any rule keeps
@@ -32,6 +33,12 @@ type Decision struct {
 	Snapshot Snapshot
 	Keep     bool
 	Reasons  []string // e.g. "last 3", "daily 2021-03-10", "within 48h"
+	// Retained is set by Forget on a snapshot it was to forget but the
+	// storage keeps under retention (S3 Object Lock, storage.ErrRetained):
+	// the snapshot stays, with its data, and a later Forget removes it
+	// once the retention ends (RetainedUntil, when the storage said).
+	Retained      bool
+	RetainedUntil time.Time
 }
 
 // ForgetOptions tune Forget.
@@ -105,13 +112,21 @@ func sortNewestFirst(ds []Decision) {
 
 // Forget applies a retention policy to the tenant's snapshots, deleting the
 // snapshot objects it does not keep (their data stays until Prune), and
-// returns every decision with its reasons, newest first.
+// returns every decision with its reasons, newest first. A snapshot the
+// storage retains is not an error: it stays, and its decision says
+// Retained. In an append-only repository Forget fails with ErrAppendOnly
+// (unless DryRun).
 func (t *Tenant) Forget(ctx context.Context, p Retention, opts *ForgetOptions) ([]Decision, error) {
 	if p.IsZero() {
 		return nil, ErrEmptyPolicy
 	}
 	if opts == nil {
 		opts = &ForgetOptions{}
+	}
+	if !opts.DryRun {
+		if err := t.t.Repo.RefuseAppendOnly("forget"); err != nil {
+			return nil, err
+		}
 	}
 	snaps, err := t.Snapshots(ctx)
 	if err != nil {
@@ -121,7 +136,8 @@ func (t *Tenant) Forget(ctx context.Context, p Retention, opts *ForgetOptions) (
 	if opts.DryRun {
 		return ds, nil
 	}
-	for _, d := range ds {
+	for i := range ds {
+		d := &ds[i]
 		if d.Keep {
 			continue
 		}
@@ -129,7 +145,10 @@ func (t *Tenant) Forget(ctx context.Context, p Retention, opts *ForgetOptions) (
 		if err != nil {
 			return ds, err
 		}
-		if err := t.t.DeleteSnapshot(ctx, id); err != nil {
+		if err := t.t.DeleteSnapshot(ctx, id); errors.Is(err, storage.ErrRetained) {
+			d.Retained = true
+			d.RetainedUntil, _ = storage.RetainedUntil(err)
+		} else if err != nil {
 			return ds, fmt.Errorf("forgetting snapshot %s: %w", d.Snapshot.ShortID(), err)
 		}
 	}
@@ -148,11 +167,20 @@ type PruneReport = repo.PruneReport
 // has passed and every backup running at marking time has finished
 // (backups announce themselves with leases; no lock is held). Partly used
 // packs above the waste threshold are repacked. It reads indexes and trees,
-// not packs (except those it repacks).
+// not packs (except those it repacks). Objects the storage retains (S3
+// Object Lock) are kept and reported (PruneReport.Retained); a later prune
+// deletes them once their retention ends. It also removes the lease
+// objects of ended and dead backups. In an append-only repository it fails
+// with ErrAppendOnly (unless DryRun).
 func (r *Repository) Prune(ctx context.Context, opts *PruneOptions, tenants ...string) (*PruneReport, error) {
 	var o PruneOptions
 	if opts != nil {
 		o = *opts
+	}
+	if !o.DryRun {
+		if err := r.r.RefuseAppendOnly("prune"); err != nil {
+			return nil, err
+		}
 	}
 	if len(tenants) == 0 {
 		var err error
@@ -182,6 +210,10 @@ func (r *Repository) Prune(ctx context.Context, opts *PruneOptions, tenants ...s
 		total.PacksWaiting += rep.PacksWaiting
 		total.IndexesRemoved += rep.IndexesRemoved
 		total.RunningBackups = total.RunningBackups || rep.RunningBackups
+		total.PacksRetained += rep.PacksRetained
+		total.IndexesRetained += rep.IndexesRetained
+		total.Retained = append(total.Retained, rep.Retained...)
+		total.LeasesRemoved += rep.LeasesRemoved
 	}
 	return total, nil
 }

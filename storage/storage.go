@@ -22,7 +22,10 @@
 // create-only race, [ErrTransient] for failures worth retrying,
 // [ErrPermission] for refused credentials, [ErrInvalidRange] for a read
 // starting past the end of an object (or at a negative offset),
-// [ErrInvalidKey] for a key (or a List prefix) that breaks the key syntax.
+// [ErrInvalidKey] for a key (or a List prefix) that breaks the key syntax,
+// [ErrRetained] (together with [ErrPermission]) for a Delete refused
+// because the backend keeps the object under retention.
+//
 // An operation called with a cancelled or expired context fails with an
 // error for which errors.Is(err, ctx.Err()) holds, and a Put that fails for
 // any reason (cancelled context, failing reader, full disk) leaves no new
@@ -31,6 +34,27 @@
 // The package [github.com/reprise-backup/reprise/storage/storagetest] holds
 // the conformance suite that pins these rules down; every driver and every
 // wrapper runs it.
+//
+// # Retention and append-only stores
+//
+// A backend may refuse to let objects go. A put with [PutOptions.Retain]
+// asks a driver configured for it (S3 Object Lock, see storage/s3store) to
+// keep the object immutable for a retention period; until it ends, Delete
+// fails with an error wrapping both [ErrRetained] and [ErrPermission] (a
+// [*RetainedError], which may tell when the retention ends) and leaves the
+// object whole and readable. Drivers that cannot retain ignore the option.
+// Objects holding keys that must stay destroyable (key slots, tenant key
+// envelopes) are never put with Retain: crypto-shredding destroys keys,
+// not retained data.
+//
+// On a versioned bucket, Delete removes every version of the key, not only
+// the current one, so that deleted bytes (an erased tenant's wrapped keys)
+// do not linger as older versions.
+//
+// An append-only store (storage/appendonly, or credentials a server allows
+// to create objects but not to delete them) refuses deletes, and
+// overwrites, with errors wrapping [ErrPermission]. Wrappers
+// (storage/retry, storage/metered...) pass [PutOptions] on unchanged.
 //
 // # URLs
 //
@@ -56,13 +80,14 @@
 // Decorators add behaviour to any driver and implement [Wrapper]:
 // storage/retry retries transient failures, storage/faulty injects faults
 // and latency for tests and drills, storage/metered counts and logs
-// operations.
+// operations, storage/appendonly refuses deletes and overwrites.
 package storage
 
 import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -86,7 +111,55 @@ var (
 	// [ValidKey]), or a List prefix that no valid key can start with (see
 	// [ValidPrefix]).
 	ErrInvalidKey = errors.New("storage: invalid key")
+	// ErrRetained reports a Delete refused because the object (or a
+	// version of it) is under retention: S3 Object Lock in compliance or
+	// governance mode, or a legal hold. The object is left untouched and
+	// stays readable. Errors wrapping it also wrap ErrPermission.
+	ErrRetained = errors.New("storage: object under retention")
 )
+
+// RetainedError is the error of a Delete refused by the backend's
+// retention of the object (see [ErrRetained]). errors.Is(err, ErrRetained)
+// and errors.Is(err, ErrPermission) both hold for it.
+type RetainedError struct {
+	// Key is the object's key.
+	Key string
+	// Until is when the retention ends, as the backend reported it; zero
+	// when unknown or indefinite (a legal hold).
+	Until time.Time
+	// Err is the backend's own error, if any.
+	Err error
+}
+
+// Error names the key and, when known, the end of the retention.
+func (e *RetainedError) Error() string {
+	msg := "storage: delete " + strconv.Quote(e.Key) + ": object under retention"
+	if !e.Until.IsZero() {
+		msg += " until " + e.Until.UTC().Format(time.RFC3339)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is reports whether target is ErrRetained or ErrPermission.
+func (e *RetainedError) Is(target error) bool {
+	return target == ErrRetained || target == ErrPermission
+}
+
+// Unwrap returns the backend's error.
+func (e *RetainedError) Unwrap() error { return e.Err }
+
+// RetainedUntil returns, for an error wrapping a [*RetainedError], when
+// the retention ends (zero when unknown) and true; otherwise false.
+func RetainedUntil(err error) (time.Time, bool) {
+	var re *RetainedError
+	if errors.As(err, &re) {
+		return re.Until, true
+	}
+	return time.Time{}, false
+}
 
 // Info describes a stored object.
 type Info struct {
@@ -102,6 +175,14 @@ type PutOptions struct {
 	// under the key the put fails with an error wrapping ErrExist and the
 	// existing object is left untouched.
 	IfNotExist bool
+	// Retain marks the object as history that must outlive the writer's
+	// credentials: a driver configured for retention (S3 Object Lock:
+	// storage/s3store's object_lock and retention parameters) makes it
+	// immutable, and undeletable, for its retention period. Drivers
+	// without retention ignore it. Reprise sets it on packs, indexes,
+	// snapshots and run records, never on key slots, tenant envelopes,
+	// the config, leases or tombstones. Wrappers pass it on unchanged.
+	Retain bool
 }
 
 // Storage is a backend holding immutable objects. Implementations must be
@@ -133,8 +214,11 @@ type Storage interface {
 	// returned by fn stops the listing and is returned by List unwrapped.
 	List(ctx context.Context, prefix string, fn func(Info) error) error
 
-	// Delete removes the object. Deleting a missing object fails with an
-	// error wrapping ErrNotExist.
+	// Delete removes the object (on a versioned bucket, every version of
+	// it). Deleting a missing object fails with an error wrapping
+	// ErrNotExist. An object under retention is left as it is and the
+	// error wraps ErrRetained and ErrPermission (see RetainedError); an
+	// append-only store fails with ErrPermission.
 	Delete(ctx context.Context, key string) error
 
 	// Close releases the driver's resources.

@@ -13,6 +13,7 @@ type commonFlags struct {
 	repos             stringList // --repo, repeatable: one per site
 	writeQuorum       int
 	allowSingleDomain bool
+	appendOnly        bool
 	verbose           bool
 }
 
@@ -31,6 +32,8 @@ func newFlagSet(e *env, c *command, cf *commonFlags) *flag.FlagSet {
 			"multi-site repository, each as NAME:DOMAIN=URL (a site name and its failure domain)")
 		fs.IntVar(&cf.writeQuorum, "write-quorum", 0, "with several --repo: a write succeeds once `N` sites hold it (default: all sites)")
 		fs.BoolVar(&cf.allowSingleDomain, "allow-single-domain", false, "with several --repo: accept sites that all share one failure domain (tests, laptops)")
+		fs.BoolVar(&cf.appendOnly, "append-only", false, "open the repository append-only, for credentials that cannot delete: backups and reads work and\n"+
+			"never delete or overwrite; forget, prune, tenant erase/roll, key changes and repair are refused")
 		fs.BoolVar(&cf.verbose, "verbose", false, "print debug logs to stderr")
 	}
 	return fs

@@ -380,14 +380,21 @@ func cmdTenantErase(ctx context.Context, e *env, args []string) error {
 	}
 	defer sess.Close()
 	r := sess.Repo
-	n, err := r.EraseTenant(ctx, name)
+	er, err := r.EraseTenant(ctx, name)
 	if errors.Is(err, reprise.ErrTenantNotFound) {
 		return fmt.Errorf("tenant %q not found in this repository (see 'reprise tenants')", name)
 	}
 	if err != nil {
 		return fmt.Errorf("erasing tenant %q: %w", name, err)
 	}
-	done := fmt.Sprintf("erased tenant %q: its key envelope destroyed, then its %d object(s) deleted", name, n)
+	done := fmt.Sprintf("erased tenant %q: its key envelope destroyed, then its %d object(s) deleted", name, er.Deleted)
+	if len(er.Retained) > 0 {
+		until := ""
+		if !er.RetainedUntil.IsZero() {
+			until = " until " + er.RetainedUntil.Local().Format("2006-01-02 15:04:05")
+		}
+		done += fmt.Sprintf("; %d object(s) are under retention (object lock)%s and stay, undecryptable: run 'reprise tenant erase' again once it ends, and do not reuse the name before", len(er.Retained), until)
+	}
 	if !rotate {
 		fmt.Fprintln(e.stdout, done)
 		fmt.Fprintln(e.stdout, "guarantee: nothing the repository holds decrypts the tenant's data, nor copies of it made earlier (other sites, bucket versions, stolen disks); "+

@@ -18,6 +18,7 @@ import (
 	"github.com/reprise-backup/reprise/chunk"
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/examples/internal/cliutil"
+	"github.com/reprise-backup/reprise/storage/appendonly"
 )
 
 // passwordEnv and keyURLEnv name the environment variables holding the
@@ -57,7 +58,7 @@ func openRepo(ctx context.Context, e *env, cf *commonFlags) (*cliutil.Session, e
 func openRepoHint(ctx context.Context, e *env, cf *commonFlags, hint bool) (*cliutil.Session, error) {
 	s, err := cliutil.Open(ctx, cliutil.Config{
 		Repos: cf.repos, WriteQuorum: cf.writeQuorum, AllowSingleDomain: cf.allowSingleDomain,
-		Getenv: e.getenv, Logger: newLogger(e, cf.verbose), Warn: warner(e),
+		Getenv: e.getenv, Logger: newLogger(e, cf.verbose), Warn: warner(e), AppendOnly: cf.appendOnly,
 	})
 	if err != nil {
 		return nil, asUsage(err)
@@ -117,6 +118,9 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 		return asUsage(err)
 	}
 	defer st.Close()
+	if cf.appendOnly {
+		st = appendonly.New(st) // init only creates objects: it works append-only
+	}
 	c, err := cliutil.LoadCredentials(ctx, e.getenv)
 	if err != nil {
 		return err

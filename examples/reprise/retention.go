@@ -59,31 +59,46 @@ func cmdForget(ctx context.Context, e *env, args []string) error {
 	ds, err := t.Forget(ctx, p, &reprise.ForgetOptions{DryRun: dry})
 	if asJSON {
 		type dj struct {
-			ID      string    `json:"id"`
-			Time    time.Time `json:"time"`
-			Keep    bool      `json:"keep"`
-			Reasons []string  `json:"reasons"`
+			ID            string     `json:"id"`
+			Time          time.Time  `json:"time"`
+			Keep          bool       `json:"keep"`
+			Reasons       []string   `json:"reasons"`
+			Retained      bool       `json:"retained,omitempty"`
+			RetainedUntil *time.Time `json:"retained_until,omitempty"`
 		}
 		out := make([]dj, len(ds))
 		for i, d := range ds {
-			out[i] = dj{d.Snapshot.ID, d.Snapshot.Time, d.Keep, nonNil(d.Reasons)}
+			out[i] = dj{ID: d.Snapshot.ID, Time: d.Snapshot.Time, Keep: d.Keep, Reasons: nonNil(d.Reasons), Retained: d.Retained}
+			if !d.RetainedUntil.IsZero() {
+				out[i].RetainedUntil = &ds[i].RetainedUntil
+			}
 		}
 		if jerr := writeJSON(e.stdout, out); jerr != nil {
 			return jerr
 		}
 	} else {
-		kept := 0
+		kept, retained := 0, 0
 		for _, d := range ds {
 			verb := "forget"
-			if d.Keep {
+			reasons := strings.Join(d.Reasons, ", ")
+			switch {
+			case d.Keep:
 				verb, kept = "keep  ", kept+1
-			}
-			if dry && !d.Keep {
+			case dry:
 				verb = "would forget"
+			case d.Retained:
+				verb, retained = "retained", retained+1
+				reasons = "the storage retains it"
+				if !d.RetainedUntil.IsZero() {
+					reasons += " until " + d.RetainedUntil.Local().Format("2006-01-02 15:04:05")
+				}
 			}
-			fmt.Fprintf(e.stdout, "%s %s %s  %s\n", verb, d.Snapshot.ShortID(), d.Snapshot.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(d.Reasons, ", "))
+			fmt.Fprintf(e.stdout, "%s %s %s  %s\n", verb, d.Snapshot.ShortID(), d.Snapshot.Time.Local().Format("2006-01-02 15:04:05"), reasons)
 		}
-		fmt.Fprintf(e.stdout, "%d snapshot(s) kept, %d forgotten%s\n", kept, len(ds)-kept, map[bool]string{true: " (dry run: nothing changed)"}[dry])
+		fmt.Fprintf(e.stdout, "%d snapshot(s) kept, %d forgotten%s\n", kept, len(ds)-kept-retained, map[bool]string{true: " (dry run: nothing changed)"}[dry])
+		if retained > 0 {
+			fmt.Fprintf(e.stdout, "%d snapshot(s) to forget are under retention (object lock) and stay: forget again once it ends\n", retained)
+		}
 	}
 	if err != nil {
 		return err
@@ -136,6 +151,13 @@ func printPrune(e *env, rep *reprise.PruneReport, asJSON bool) {
 		rep.PacksMarked, rep.PacksWaiting, rep.PacksRepacked, formatBytes(rep.BytesRepacked), rep.IndexesRemoved)
 	if rep.RunningBackups {
 		fmt.Fprintln(e.stdout, "prune: backups are running: marked data waits until they finish")
+	}
+	if rep.PacksRetained > 0 || rep.IndexesRetained > 0 {
+		fmt.Fprintf(e.stdout, "prune: %d pack(s) and %d index object(s) are under retention (object lock) and stay; a later prune deletes them once it ends\n",
+			rep.PacksRetained, rep.IndexesRetained)
+	}
+	if rep.LeasesRemoved > 0 {
+		fmt.Fprintf(e.stdout, "prune: %d lease object(s) of finished backups removed\n", rep.LeasesRemoved)
 	}
 }
 

@@ -253,7 +253,7 @@ func (t *Tenant) WriteIndex(ctx context.Context, packs []format.PackEntry) error
 	if err != nil {
 		return err
 	}
-	return putBytes(ctx, t.Repo.St, t.IndexKey(id), obj, true)
+	return putData(ctx, t.Repo.St, t.IndexKey(id), obj)
 }
 
 func putBytes(ctx context.Context, st storage.Storage, key string, b []byte, createOnly bool) error {

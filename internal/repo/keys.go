@@ -153,6 +153,9 @@ func dropSlot(id crypto.ID) envelopeOp {
 // tenants are rewrapped before the slot is published and once more after,
 // so that a tenant created meanwhile by another process is covered too.
 func (r *Repo) AddSlot(ctx context.Context, cred Credentials, params *crypto.Argon2Params, label string) (SlotInfo, error) {
+	if err := r.RefuseAppendOnly("adding a key slot"); err != nil {
+		return SlotInfo{}, err
+	}
 	s, _, err := r.newSlot(ctx, cred, params, label)
 	if err != nil {
 		return SlotInfo{}, err
@@ -196,6 +199,9 @@ func (r *Repo) FindSlot(ref string) (crypto.ID, error) {
 // RemoveSlot deletes a key slot and removes its keys from every tenant
 // envelope. The slot in use cannot be removed (open with another one).
 func (r *Repo) RemoveSlot(ctx context.Context, id crypto.ID) error {
+	if err := r.RefuseAppendOnly("removing a key slot"); err != nil {
+		return err
+	}
 	slots := r.slotList()
 	if !slices.ContainsFunc(slots, func(s *format.Slot) bool { return s.ID == id }) {
 		return fmt.Errorf("no key slot %s", id.Short())
@@ -230,6 +236,9 @@ func (r *Repo) RemoveSlot(ctx context.Context, id crypto.ID) error {
 // copies of old envelopes and slot objects still do, with the old
 // credentials (docs/SECURITY.md).
 func (r *Repo) RotateSlot(ctx context.Context, cred Credentials, params *crypto.Argon2Params, label string) (SlotInfo, error) {
+	if err := r.RefuseAppendOnly("rotating a key slot"); err != nil {
+		return SlotInfo{}, err
+	}
 	old := r.slotID
 	var oldLabel string
 	for _, s := range r.slotList() {
@@ -265,36 +274,67 @@ func (r *Repo) RotateSlot(ctx context.Context, cred Credentials, params *crypto.
 	return SlotInfo{ID: s.ID, Type: s.Type, Label: s.Label, Created: s.Created, InUse: true}, nil
 }
 
+// EraseReport says what EraseTenant did.
+type EraseReport struct {
+	// Deleted counts the tenant's data objects deleted.
+	Deleted int
+	// Retained lists the data objects the storage keeps under retention
+	// (storage.ErrRetained): they stay, undecryptable, until it ends;
+	// erasing the tenant again then deletes them.
+	Retained []string
+	// RetainedUntil is the latest end of those retentions the storage
+	// reported (zero when none, or unknown).
+	RetainedUntil time.Time
+}
+
 // EraseTenant crypto-shreds a tenant: its envelope (its wrapped root keys)
 // is deleted first, then every object of the tenant. Once the envelope is
 // gone nothing the repository holds can decrypt the tenant's objects, even
-// copies made earlier elsewhere. It returns the number of objects deleted.
-func (r *Repo) EraseTenant(ctx context.Context, name string) (int, error) {
+// copies made earlier elsewhere, and even objects the storage retains
+// (S3 Object Lock): those are listed in the report and left in place, and
+// erasing the tenant again after their retention ends deletes them (a
+// tenant whose envelope is gone but whose objects remain counts as still
+// being erased).
+func (r *Repo) EraseTenant(ctx context.Context, name string) (*EraseReport, error) {
+	if err := r.RefuseAppendOnly("erasing a tenant"); err != nil {
+		return nil, err
+	}
 	if err := ValidTenantName(name); err != nil {
-		return 0, err
+		return nil, err
 	}
 	h := r.HandleOf(name)
 	vs, err := r.envelopeVersions(ctx, h)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(vs) == 0 {
-		return 0, fmt.Errorf("%w: %q", ErrTenantNotFound, name)
+		// No keys: unknown, or erased already with objects left over
+		// (retained, or a crash); finish the latter.
+		left, err := r.tenantDataLeft(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		if !left {
+			return nil, fmt.Errorf("%w: %q", ErrTenantNotFound, name)
+		}
 	}
 	// Delete every version; list again afterwards in case a concurrent
 	// key change wrote a newer one meanwhile.
 	for round := 0; len(vs) > 0 && round < 4; round++ {
 		for _, v := range vs {
 			if err := r.St.Delete(ctx, envelopeKey(h, v)); err != nil && !errors.Is(err, storage.ErrNotExist) {
-				return 0, fmt.Errorf("deleting the tenant's key envelope: %w", err)
+				if errors.Is(err, storage.ErrRetained) {
+					return nil, fmt.Errorf("the tenant's key envelope is under retention, so its keys cannot be destroyed (never put a retention on tenants/: Reprise locks data objects only; a bucket default retention locks everything): %w", err)
+				}
+				return nil, fmt.Errorf("deleting the tenant's key envelope: %w", err)
 			}
 		}
 		if vs, err = r.envelopeVersions(ctx, h); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	if len(vs) > 0 {
-		return 0, errors.New("tenant envelope keeps being rewritten during erasure: stop key management and try again")
+		return nil, errors.New("tenant envelope keeps being rewritten during erasure: stop key management and try again")
 	}
 	r.Log.Info("tenant keys destroyed", "handle", h.String())
 	var keys []string
@@ -302,16 +342,39 @@ func (r *Repo) EraseTenant(ctx context.Context, name string) (int, error) {
 		keys = append(keys, i.Key)
 		return nil
 	}); err != nil {
-		return 0, fmt.Errorf("listing the tenant's objects (keys are already destroyed): %w", err)
+		return nil, fmt.Errorf("listing the tenant's objects (keys are already destroyed): %w", err)
 	}
-	n := 0
+	rep := &EraseReport{}
 	for _, k := range keys {
-		if err := r.St.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotExist) {
-			return n, fmt.Errorf("deleting %s (keys are already destroyed): %w", k, err)
+		err := r.St.Delete(ctx, k)
+		switch {
+		case err == nil || errors.Is(err, storage.ErrNotExist):
+			rep.Deleted++
+		case errors.Is(err, storage.ErrRetained):
+			rep.Retained = append(rep.Retained, k)
+			if until, _ := storage.RetainedUntil(err); until.After(rep.RetainedUntil) {
+				rep.RetainedUntil = until
+			}
+		default:
+			return rep, fmt.Errorf("deleting %s (keys are already destroyed): %w", k, err)
 		}
-		n++
 	}
-	return n, nil
+	if len(rep.Retained) > 0 {
+		r.Log.Info("objects of the erased tenant stay under retention, undecryptable; erase the tenant again once it ends",
+			"handle", h.String(), "objects", len(rep.Retained), "until", rep.RetainedUntil)
+	}
+	return rep, nil
+}
+
+// tenantDataLeft reports whether any object is stored under the tenant's
+// data prefix.
+func (r *Repo) tenantDataLeft(ctx context.Context, h format.Handle) (bool, error) {
+	errFound := errors.New("found")
+	err := r.St.List(ctx, dataPrefix+h.String()+"/", func(storage.Info) error { return errFound })
+	if errors.Is(err, errFound) {
+		return true, nil
+	}
+	return false, err
 }
 
 // Roll adds a new generation to the tenant's keys: a fresh root key,
@@ -319,6 +382,9 @@ func (r *Repo) EraseTenant(ctx context.Context, name string) (int, error) {
 // generations stay readable. It returns the new generation.
 func (t *Tenant) Roll(ctx context.Context) (uint32, error) {
 	r := t.Repo
+	if err := r.RefuseAppendOnly("rolling a tenant key"); err != nil {
+		return 0, err
+	}
 	if err := r.refreshSlots(ctx); err != nil {
 		return 0, err
 	}

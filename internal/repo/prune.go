@@ -29,6 +29,17 @@ import (
 // Partly used packs whose waste is above the threshold are repacked: their
 // live chunks are copied to new packs, a consolidated index replaces the
 // index objects read, and the old packs are marked.
+//
+// Retention (storage.ErrRetained: S3 Object Lock) is respected, never
+// fought: an object the storage refuses to delete stays, prune reports it
+// and goes on. The invariant that keeps every reader safe is that an index
+// object never names a pack that is gone: a pack is deleted only once no
+// index object that stays names it. So a swept pack is kept when its own
+// delete is refused or when an index object naming it could not be
+// deleted; it is carried into a new tombstone (so that backups still do
+// not deduplicate against it) whose time is the later of its old
+// tombstone's and the end of the retention that blocked it minus the
+// grace period, so that a later prune retries it when it can succeed.
 
 type tombstone struct {
 	key   string
@@ -86,9 +97,24 @@ type PruneReport struct {
 	BytesDeleted   int64 // in swept packs
 	PacksRepacked  int   // partly used packs whose live chunks were copied
 	BytesRepacked  int64 // plaintext bytes copied
-	PacksWaiting   int   // marked, waiting for the grace period or a running backup
+	PacksWaiting   int   // marked, waiting for the grace period, a running backup or a retention
 	IndexesRemoved int   // index objects replaced by a consolidated one
 	RunningBackups bool  // a live backup lease held the sweep back
+	// PacksRetained counts packs prune would have deleted but kept: the
+	// storage retains them (storage.ErrRetained), or an index object
+	// naming them is retained. They stay marked and a later prune deletes
+	// them once the retention ends.
+	PacksRetained int
+	// IndexesRetained counts replaced index objects the storage refused
+	// to delete (retained): they stay, and the packs they name with them.
+	IndexesRetained int
+	// Retained lists the objects counted by PacksRetained and
+	// IndexesRetained.
+	Retained []string
+	// LeasesRemoved counts lease objects removed: those of ended and dead
+	// backups, and superseded refreshes (append-only backups delete
+	// none of their own).
+	LeasesRemoved int
 }
 
 // Prune reclaims the space of chunks no snapshot uses, for this tenant.
@@ -96,6 +122,11 @@ type PruneReport struct {
 // could not tell what that object references. Run one prune at a time per
 // tenant; backups may run concurrently.
 func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
+	if !opts.DryRun {
+		if err := t.Repo.RefuseAppendOnly("prune"); err != nil {
+			return nil, err
+		}
+	}
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -116,9 +147,20 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 	if err != nil {
 		return nil, err
 	}
-	lease, err := t.oldestLiveLease(ctx, now)
+	leases, err := t.scanLeases(ctx, now)
 	if err != nil {
 		return nil, err
+	}
+	lease := leases.oldest
+	marked := map[crypto.ID]bool{}
+	markedAt := map[crypto.ID]time.Time{} // the latest tombstone naming the pack
+	for _, ts := range stones {
+		for _, p := range ts.Packs {
+			marked[p] = true
+			if ts.Time.After(markedAt[p]) {
+				markedAt[p] = ts.Time
+			}
+		}
 	}
 	// Snapshots, then the index: a snapshot is written after the index
 	// naming its chunks, so every snapshot seen is covered.
@@ -129,12 +171,21 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 	if len(badSnaps) > 0 {
 		return nil, fmt.Errorf("prune refused: snapshot object %s is unreadable (%v)", badSnaps[0].Key, badSnaps[0].Err)
 	}
-	idx, bad, indexKeys, allEntries, err := t.loadIndex(ctx, nil, true)
+	// The index is built with the marked packs last: a chunk stored both
+	// in a marked pack and in another (a repacked copy; a pack that a
+	// retained index object still names) is then located, and counted as
+	// used, in the other one, and the marked pack goes.
+	idx, bad, indexKeys, allEntries, err := t.loadIndex(ctx, marked, true)
 	if err != nil {
 		return nil, err
 	}
 	if len(bad) > 0 {
 		return nil, fmt.Errorf("prune refused: index object %s is unreadable (%v); run check and repair first", bad[0].Key, bad[0].Err)
+	}
+	for i := range allEntries {
+		if marked[allEntries[i].ID] {
+			idx.Add(&allEntries[i])
+		}
 	}
 	rep.Snapshots = len(snaps)
 	used, err := t.usedChunks(ctx, idx, snaps)
@@ -179,8 +230,8 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 	}
 
 	// Sweep.
-	marked := map[crypto.ID]bool{}
 	var sweep []crypto.ID
+	inSweep := map[crypto.ID]bool{}
 	var swept []tombstone
 	for _, ts := range stones {
 		// A backup that started before the tombstone was visible may have
@@ -191,9 +242,6 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 		if held {
 			rep.RunningBackups = true
 		}
-		for _, p := range ts.Packs {
-			marked[p] = true
-		}
 		if !ripe {
 			rep.PacksWaiting += len(ts.Packs)
 			continue
@@ -202,7 +250,8 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 			if u := packs[p]; u != nil && u.liveCnts > 0 {
 				continue // resurrected by a backup: keep
 			}
-			if _, ok := stored[p]; ok {
+			if _, ok := stored[p]; ok && !inSweep[p] {
+				inSweep[p] = true // a pack in two tombstones goes once
 				sweep = append(sweep, p)
 			}
 		}
@@ -282,6 +331,11 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 	for _, u := range repack {
 		drop[u.ref.ID] = true
 	}
+	// held: swept packs that an index object the storage retains still
+	// names, with the latest end of those retentions (heldUnknown: one
+	// of them did not say).
+	held := map[crypto.ID]time.Time{}
+	heldUnknown := map[crypto.ID]bool{}
 	if len(drop) > 0 {
 		var entries []format.PackEntry
 		seen := map[crypto.ID]bool{}
@@ -296,16 +350,93 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 			return nil, fmt.Errorf("writing the consolidated index: %w", err)
 		}
 		for _, k := range indexKeys {
-			if err := t.Repo.St.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotExist) {
+			err := t.Repo.St.Delete(ctx, k)
+			switch {
+			case err == nil || errors.Is(err, storage.ErrNotExist):
+				rep.IndexesRemoved++
+			case errors.Is(err, storage.ErrRetained):
+				rep.IndexesRetained++
+				rep.Retained = append(rep.Retained, k)
+				until, _ := storage.RetainedUntil(err)
+				packs, rerr := t.readIndex(ctx, k)
+				if rerr != nil {
+					// No pack is deleted yet: stopping here leaves every
+					// index object naming packs that exist.
+					return nil, fmt.Errorf("reading retained index %s: %w", k, rerr)
+				}
+				for _, e := range packs {
+					switch {
+					case !drop[e.ID]:
+					case until.IsZero():
+						heldUnknown[e.ID] = true
+					case until.After(held[e.ID]):
+						held[e.ID] = until
+					}
+				}
+			default:
 				return nil, fmt.Errorf("removing replaced index %s: %w", k, err)
 			}
-			rep.IndexesRemoved++
 		}
 	}
+	// Packs the storage or a retained index keeps are carried into a new
+	// tombstone (see the top of this file), each with when a retry may
+	// succeed (zero: unknown).
+	type carried struct {
+		id    crypto.ID
+		until time.Time
+	}
+	var carry []carried
+	rep.PacksDeleted, rep.BytesDeleted = 0, 0
 	for _, p := range sweep {
-		if err := t.Repo.St.Delete(ctx, t.PackKey(p)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		if until, ok := held[p]; ok || heldUnknown[p] {
+			if heldUnknown[p] {
+				until = time.Time{}
+			}
+			carry = append(carry, carried{p, until})
+			continue
+		}
+		err := t.Repo.St.Delete(ctx, t.PackKey(p))
+		switch {
+		case err == nil || errors.Is(err, storage.ErrNotExist):
+			rep.PacksDeleted++
+			rep.BytesDeleted += stored[p]
+		case errors.Is(err, storage.ErrRetained):
+			until, _ := storage.RetainedUntil(err)
+			carry = append(carry, carried{p, until})
+		default:
 			return nil, fmt.Errorf("deleting pack: %w", err)
 		}
+	}
+	if len(carry) > 0 {
+		// One tombstone for them all, written before the tombstones it
+		// replaces are removed: not earlier than any of those (the packs
+		// have been marked since), and due when the first retention
+		// that blocked them should have ended.
+		var ts tombstone
+		var first time.Time
+		for _, c := range carry {
+			ts.Packs = append(ts.Packs, c.id)
+			if markedAt[c.id].After(ts.Time) {
+				ts.Time = markedAt[c.id]
+			}
+			if !c.until.IsZero() && (first.IsZero() || c.until.Before(first)) {
+				first = c.until
+			}
+			rep.Retained = append(rep.Retained, t.PackKey(c.id))
+		}
+		if due := first.Add(-opts.Grace); !first.IsZero() && due.After(ts.Time) {
+			ts.Time = due
+		}
+		id, err := crypto.RandomID()
+		if err != nil {
+			return nil, err
+		}
+		b, _ := json.Marshal(tombstone{Time: ts.Time.UTC(), Packs: ts.Packs})
+		if err := putBytes(ctx, t.Repo.St, t.DataPrefix()+"x/"+id.String(), b, true); err != nil {
+			return nil, fmt.Errorf("writing the tombstone of retained packs: %w", err)
+		}
+		rep.PacksRetained = len(carry)
+		rep.PacksWaiting += len(carry)
 	}
 	for _, ts := range swept {
 		if err := t.Repo.St.Delete(ctx, ts.key); err != nil && !errors.Is(err, storage.ErrNotExist) {
@@ -324,6 +455,13 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 			return nil, fmt.Errorf("writing tombstone: %w", err)
 		}
 		rep.PacksWaiting += len(mark)
+	}
+	for _, k := range leases.removable {
+		if err := t.Repo.St.Delete(ctx, k); err == nil {
+			rep.LeasesRemoved++
+		} else if !errors.Is(err, storage.ErrNotExist) {
+			t.Repo.Log.Warn("could not remove a stale lease object", "object", k, "err", err)
+		}
 	}
 	return rep, nil
 }

@@ -31,7 +31,7 @@ func (t *Tenant) WriteRecord(ctx context.Context, rec *format.Record) error {
 	if err != nil {
 		return err
 	}
-	if err := putBytes(ctx, t.Repo.St, t.RecordKey(id), obj, true); err != nil {
+	if err := putData(ctx, t.Repo.St, t.RecordKey(id), obj); err != nil {
 		return fmt.Errorf("writing run record: %w", err)
 	}
 	return nil

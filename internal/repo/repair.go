@@ -60,6 +60,9 @@ func FindMultisite(s storage.Storage) *multisite.Store {
 // run: it only adds copies of objects that exist, or replaces damaged
 // copies with verified bytes.
 func (r *Repo) Repair(ctx context.Context) (*RepairReport, error) {
+	if err := r.RefuseAppendOnly("repair"); err != nil {
+		return nil, err
+	}
 	ms := FindMultisite(r.St)
 	if ms == nil {
 		return nil, ErrSingleSite
@@ -179,7 +182,9 @@ func (t *Tenant) repairTenant(ctx context.Context, ms *multisite.Store, rep *Rep
 					rep.Fixed = append(rep.Fixed, Fix{Site: c.Name, Object: o.key, From: from, Reason: b.reason})
 					continue
 				}
-				if err := c.Storage.Put(ctx, o.key, bytes.NewReader(good), int64(len(good)), nil); err != nil {
+				// Every object repaired here is a data object: retained
+				// like the original (a plain put, as it replaces a bad copy).
+				if err := c.Storage.Put(ctx, o.key, bytes.NewReader(good), int64(len(good)), &storage.PutOptions{Retain: true}); err != nil {
 					rep.Unrepairable = append(rep.Unrepairable, Problem{Tenant: t.Name, Object: o.key, Err: fmt.Errorf("site %s: %w", c.Name, err)})
 					continue
 				}

@@ -41,7 +41,20 @@ var (
 	ErrWrongKey = errors.New("wrong passphrase or key: no key slot of the repository opens with it")
 	// ErrTenantNotFound reports a tenant with no data in the repository.
 	ErrTenantNotFound = errors.New("tenant not found")
+	// ErrAppendOnly reports an operation that deletes or rewrites stored
+	// objects, refused because the repository was opened append-only.
+	ErrAppendOnly = errors.New("refused: the repository is opened append-only (it may add backups, never delete or rewrite); run this with credentials and options that allow deletion")
 )
+
+// RefuseAppendOnly returns an error wrapping ErrAppendOnly naming op when
+// the repository is append-only, nil otherwise. Operations that delete or
+// rewrite call it first, before touching anything.
+func (r *Repo) RefuseAppendOnly(op string) error {
+	if r.AppendOnly {
+		return fmt.Errorf("%s: %w", op, ErrAppendOnly)
+	}
+	return nil
+}
 
 // Credentials open a repository's key slots: a passphrase opens
 // passphrase slots, a keeper (a KMS through gocloud.dev/secrets) opens
@@ -66,6 +79,11 @@ type Repo struct {
 	St     storage.Storage
 	Config *format.Config
 	Log    *slog.Logger
+	// AppendOnly makes the repository add objects only: nothing is
+	// deleted or overwritten (leases are refreshed by new objects), and
+	// the operations that must delete (forget, prune, erasure, key
+	// changes, repair) fail with ErrAppendOnly. Set it right after Open.
+	AppendOnly bool
 
 	repoKey  crypto.Key
 	keys     *crypto.RepoKeys

@@ -31,7 +31,7 @@ func (t *Tenant) WriteSnapshot(ctx context.Context, s *format.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	if err := putBytes(ctx, t.Repo.St, t.SnapshotKey(s.ID), obj, true); err != nil {
+	if err := putData(ctx, t.Repo.St, t.SnapshotKey(s.ID), obj); err != nil {
 		return fmt.Errorf("writing snapshot: %w", err)
 	}
 	return nil
@@ -137,7 +137,13 @@ func (t *Tenant) FindSnapshot(ctx context.Context, ref string) (*format.Snapshot
 }
 
 // DeleteSnapshot removes a snapshot object. Its chunks stay until a prune.
+// It fails with ErrAppendOnly in an append-only repository, and with an
+// error wrapping storage.ErrRetained when the storage retains the object
+// (which then stays, and keeps its data from prune).
 func (t *Tenant) DeleteSnapshot(ctx context.Context, id crypto.ID) error {
+	if err := t.Repo.RefuseAppendOnly("forgetting a snapshot"); err != nil {
+		return err
+	}
 	err := t.Repo.St.Delete(ctx, t.SnapshotKey(id))
 	if errors.Is(err, storage.ErrNotExist) {
 		return nil

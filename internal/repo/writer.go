@@ -282,7 +282,7 @@ func (w *Writer) putPack(pb *format.PackBuilder) error {
 	data := pb.Finish()
 	key := w.t.PackKey(pb.ID)
 	start := time.Now()
-	if err := putBytes(w.ctx, w.t.Repo.St, key, data, true); err != nil {
+	if err := putData(w.ctx, w.t.Repo.St, key, data); err != nil {
 		return fmt.Errorf("writing pack %s: %w", key, err)
 	}
 	w.t.Repo.Log.Debug("pack stored", "pack", pb.ID.Short(), "bytes", len(data), "chunks", pb.Count(), "took", time.Since(start))

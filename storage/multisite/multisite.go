@@ -236,7 +236,7 @@ func fault(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	for _, e := range []error{storage.ErrNotExist, storage.ErrExist, storage.ErrInvalidRange, storage.ErrInvalidKey} {
+	for _, e := range []error{storage.ErrNotExist, storage.ErrExist, storage.ErrInvalidRange, storage.ErrInvalidKey, storage.ErrRetained} {
 		if errors.Is(err, e) {
 			return false
 		}
@@ -585,10 +585,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReaderAt, size int64, 
 		srcs[i] = &srcReader{r: r, size: size}
 	}
 	if opts != nil && opts.IfNotExist {
-		return s.create(ctx, key, srcs, size)
+		return s.create(ctx, key, srcs, size, opts.Retain)
+	}
+	var plain *storage.PutOptions
+	if opts != nil && opts.Retain {
+		plain = &storage.PutOptions{Retain: true} // every site retains what one would
 	}
 	res := s.fanOut(ctx, s.all(), nil, true, func(ctx context.Context, i int) error {
-		return s.putOn(ctx, i, key, srcs[i], size, nil)
+		return s.putOn(ctx, i, key, srcs[i], size, plain)
 	})
 	return s.settle(ctx, key, res, false, nil)
 }
@@ -680,8 +684,8 @@ const defaultClaimWait = 2 * time.Second
 //     ErrExist.
 //
 // Sites left without the winning object are recorded as missed.
-func (s *Store) create(ctx context.Context, key string, srcs []*srcReader, size int64) error {
-	createOnly := &storage.PutOptions{IfNotExist: true}
+func (s *Store) create(ctx context.Context, key string, srcs []*srcReader, size int64, retain bool) error {
+	createOnly := &storage.PutOptions{IfNotExist: true, Retain: retain}
 	res := s.fanOut(ctx, s.all(), nil, true, func(ctx context.Context, i int) error {
 		return s.putOn(ctx, i, key, srcs[i], size, createOnly)
 	})
@@ -741,7 +745,7 @@ func (s *Store) create(ctx context.Context, key string, srcs []*srcReader, size 
 		// Wait for the losers to withdraw, then take their place.
 		cctx, cancel := context.WithTimeout(ctx, s.claimWait)
 		claims := s.fanOut(cctx, exist, nil, false, func(ctx context.Context, i int) error {
-			return s.claim(ctx, i, key, srcs[i], size)
+			return s.claim(ctx, i, key, srcs[i], size, retain)
 		})
 		cancel()
 		var kept []int
@@ -825,14 +829,14 @@ func (s *Store) compare(ctx context.Context, i int, key string, src io.ReaderAt,
 // creates it there. Site failures are retried until the context ends. It
 // fails with an error wrapping ErrExist when the object stayed, with the
 // site's last error when the site kept failing.
-func (s *Store) claim(ctx context.Context, i int, key string, src *srcReader, size int64) error {
+func (s *Store) claim(ctx context.Context, i int, key string, src *srcReader, size int64, retain bool) error {
 	wait := 2 * time.Millisecond
 	var last error
 	for {
 		_, err := s.sites[i].st.Stat(ctx, key)
 		switch {
 		case errors.Is(err, storage.ErrNotExist):
-			err = s.putOn(ctx, i, key, src, size, &storage.PutOptions{IfNotExist: true})
+			err = s.putOn(ctx, i, key, src, size, &storage.PutOptions{IfNotExist: true, Retain: retain})
 			if err == nil {
 				return nil
 			}
@@ -897,7 +901,11 @@ func (s *Store) withdraw(ctx context.Context, key string, mine, exist, failed, r
 // once and succeeds when the object is gone from every site that
 // answered; sites that did not answer are journaled as missed deletes.
 // It fails with ErrNotExist when no site that answered held the object
-// and too few sites failed to answer to hide a durable object.
+// and too few sites failed to answer to hide a durable object. A site
+// that keeps the object under retention (storage.ErrRetained) makes the
+// delete fail with that error, even if other sites deleted their copy:
+// the object is still there to be read; the site is journaled, and
+// catch-up deletes its copy once the retention ends.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkWrite(ctx, "delete", key); err != nil {
 		return err
@@ -905,7 +913,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	res := s.fanOut(ctx, s.all(), nil, false, func(ctx context.Context, i int) error {
 		return s.sites[i].st.Delete(ctx, key)
 	})
-	var deleted, absent, failed []int
+	var deleted, absent, failed, retained []int
 	var errs []error
 	for i, r := range res {
 		switch {
@@ -914,6 +922,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		case errors.Is(r.err, storage.ErrNotExist):
 			absent = append(absent, i)
 		default:
+			if errors.Is(r.err, storage.ErrRetained) {
+				retained = append(retained, i)
+			}
 			failed = append(failed, i)
 			errs = append(errs, s.siteErr(i, r.err))
 		}
@@ -931,6 +942,12 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		s.clearMarks(key, answered)
 	}
 	switch {
+	case len(retained) > 0:
+		// A site keeps the object under retention: the delete is not
+		// done, whatever the other sites did, so that the caller keeps
+		// treating the object as present (a reader can still find it
+		// there). Catch-up deletes it once the retention ends.
+		return &multiError{msg: fmt.Sprintf("multisite: delete %q: retained by %s", key, s.names(retained)), errs: errs}
 	case len(deleted) > 0:
 		return nil
 	case len(failed) < s.quorum:

@@ -28,7 +28,8 @@ const abortTimeout = 30 * time.Second
 // putMultipart uploads size bytes of r as a multipart upload. token is
 // empty for an overwriting put; otherwise the put is create-only and the
 // token is stored in the object's metadata (see resolveConditional).
-func (s *Store) putMultipart(ctx context.Context, key string, r io.ReaderAt, size int64, token string) error {
+// lockMode and lockUntil, when set, lock the object (Object Lock).
+func (s *Store) putMultipart(ctx context.Context, key string, r io.ReaderAt, size int64, token string, lockMode types.ObjectLockMode, lockUntil *time.Time) error {
 	objKey := aws.String(s.prefix + key)
 	ifNotExist := token != ""
 	partSize := s.partSize
@@ -45,6 +46,9 @@ func (s *Store) putMultipart(ctx context.Context, key string, r io.ReaderAt, siz
 	}
 	if ifNotExist {
 		create.Metadata = map[string]string{metaToken: token}
+	}
+	if lockUntil != nil {
+		create.ObjectLockMode, create.ObjectLockRetainUntilDate = lockMode, lockUntil
 	}
 	cout, err := s.client.CreateMultipartUpload(ctx, create)
 	if err != nil {

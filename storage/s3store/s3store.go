@@ -29,7 +29,13 @@
 //     suffix. Default 16MiB, at least 5MiB (the S3 minimum part size).
 //   - concurrency: parts of one object uploaded in parallel (default 4).
 //   - create: true to create the bucket when it does not exist (needs the
-//     s3:CreateBucket permission).
+//     s3:CreateBucket permission); with object_lock, the bucket is created
+//     with Object Lock enabled.
+//   - object_lock: GOVERNANCE or COMPLIANCE (case-insensitive): the
+//     objects Reprise marks for retention are written under S3 Object Lock
+//     in that mode (see Object Lock below). Requires retention.
+//   - retention: how long they are locked, from their write: a Go duration
+//     (720h) or a number of days (30d).
 //
 // Any other parameter, or a parameter given twice, is rejected with an
 // error naming it, so that a typo does not silently fall back to a default.
@@ -37,6 +43,7 @@
 //
 //	s3://backups/host1?region=eu-west-3
 //	s3://reprise/test?endpoint=http://127.0.0.1:9000&path_style=true&create=true
+//	s3://vault/acme?region=eu-west-3&object_lock=COMPLIANCE&retention=30d
 //
 // # Credentials
 //
@@ -76,6 +83,35 @@
 // metadata would turn our own lost-answer write into ErrExist, never another
 // writer's object into a success.
 //
+// # Object Lock and versioned buckets
+//
+// With [Options.ObjectLock] (object_lock=) and [Options.Retention], every put
+// made with [storage.PutOptions.Retain] — Reprise sets it on packs, indexes,
+// snapshots and run records — carries x-amz-object-lock-mode and
+// x-amz-object-lock-retain-until-date (now + retention), and a CRC32
+// checksum, which S3 requires of such puts (the SDK computes it; multipart
+// uploads declare it at creation and send it with every part). The other
+// objects (config, key slots, tenant key envelopes, leases, tombstones) are
+// not locked, so that erasing a tenant by destroying its keys stays
+// possible. The bucket must have Object Lock enabled (create=true creates
+// it so) and no default retention rule, which would lock the keys too:
+// Open checks both when the credentials may read the configuration
+// (s3:GetBucketObjectLockConfiguration).
+//
+// Object Lock implies versioning, and on a versioned bucket a plain
+// DeleteObject only adds a delete marker: the bytes stay, readable as an
+// older version. Delete therefore removes every version and delete marker
+// of the key, oldest first (it learns at its first call, from
+// GetBucketVersioning, whether the bucket has ever been versioned; on an
+// unversioned bucket it is one HeadObject and one DeleteObject as before).
+// A version under retention or legal hold stops it with a
+// [*storage.RetainedError] (errors.Is [storage.ErrRetained] and
+// [storage.ErrPermission]) telling when the retention ends, and the object
+// stays whole and readable. Deleting versions needs s3:GetBucketVersioning,
+// s3:ListBucketVersions and s3:DeleteObjectVersion (without the first two,
+// Delete falls back to the unversioned way); reading a retention,
+// s3:GetObjectRetention.
+//
 // Errors wrap the storage sentinels: 404/NoSuchKey is [storage.ErrNotExist],
 // 403 is [storage.ErrPermission], 416 is [storage.ErrInvalidRange],
 // throttling, 5xx answers, timeouts and connection failures are
@@ -96,6 +132,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -171,6 +208,17 @@ type Options struct {
 	// Credentials, when non-nil, replaces the default AWS credential
 	// chain.
 	Credentials aws.CredentialsProvider
+
+	// ObjectLock, when set, writes the objects put with
+	// storage.PutOptions.Retain under S3 Object Lock in this mode, locked
+	// for Retention from their write (see the package documentation,
+	// Object Lock). The bucket must have Object Lock enabled; with
+	// CreateBucket a new bucket is created so.
+	ObjectLock LockMode
+
+	// Retention is how long objects are locked: required with
+	// ObjectLock, at most MaxRetention.
+	Retention time.Duration
 }
 
 // Store is a [storage.Storage] kept in an S3 bucket, under an optional key
@@ -182,6 +230,9 @@ type Store struct {
 	prefix      string // "" or ends with "/"
 	partSize    int64
 	concurrency int
+	lockMode    LockMode
+	retention   time.Duration
+	versioning  atomic.Int32 // verUnchecked, verOff, verOn or verUnknown
 	closed      atomic.Bool
 }
 
@@ -222,6 +273,9 @@ func Open(ctx context.Context, bucket, prefix string, opts *Options) (*Store, er
 		if err := validEndpoint(opts.Endpoint); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkLockOptions(opts.ObjectLock, opts.Retention); err != nil {
+		return nil, err
 	}
 
 	var loadOpts []func(*config.LoadOptions) error
@@ -267,9 +321,16 @@ func Open(ctx context.Context, bucket, prefix string, opts *Options) (*Store, er
 		prefix:      prefix,
 		partSize:    partSize,
 		concurrency: conc,
+		lockMode:    opts.ObjectLock,
+		retention:   opts.Retention,
 	}
 	if err := s.checkBucket(ctx, cfg.Region, opts.CreateBucket); err != nil {
 		return nil, err
+	}
+	if s.lockMode != "" {
+		if err := s.checkObjectLock(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -294,6 +355,9 @@ func (s *Store) checkBucket(ctx context.Context, region string, create bool) err
 		return fmt.Errorf("s3store: bucket %q does not exist (create it, or open with create=true / Options.CreateBucket): %w", s.bucket, storage.ErrNotExist)
 	}
 	in := &s3.CreateBucketInput{Bucket: &s.bucket}
+	if s.lockMode != "" {
+		in.ObjectLockEnabledForBucket = aws.Bool(true) // implies versioning
+	}
 	if region != "" && region != DefaultRegion {
 		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
 			LocationConstraint: types.BucketLocationConstraint(region),
@@ -371,8 +435,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReaderAt, size int64, 
 			return err
 		}
 	}
+	lockMode, lockUntil := s.lockFor(opts)
 	if size > s.partSize {
-		return s.putMultipart(ctx, key, r, size, token)
+		return s.putMultipart(ctx, key, r, size, token, lockMode, lockUntil)
 	}
 	body := &trackedBody{SectionReader: io.NewSectionReader(r, 0, size)}
 	in := &s3.PutObjectInput{
@@ -385,6 +450,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReaderAt, size int64, 
 	if ifNotExist {
 		in.IfNoneMatch = aws.String("*")
 		in.Metadata = map[string]string{metaToken: token}
+	}
+	if lockUntil != nil {
+		// S3 requires a checksum of locked puts: ask for one explicitly,
+		// whatever AWS_REQUEST_CHECKSUM_CALCULATION says.
+		in.ObjectLockMode, in.ObjectLockRetainUntilDate = lockMode, lockUntil
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32
 	}
 	_, err := s.client.PutObject(ctx, in)
 	if err == nil {
@@ -559,10 +630,22 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Info) e
 }
 
 // Delete implements [storage.Storage.Delete]. S3's DeleteObject succeeds
-// on a missing key, so a HeadObject first reports ErrNotExist.
+// on a missing key, so a HeadObject first reports ErrNotExist. On a
+// versioned bucket every version of the key is deleted (see the package
+// documentation, Object Lock); a version under retention makes it fail
+// with a *storage.RetainedError.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.check(ctx, "delete", key); err != nil {
 		return err
+	}
+	versioned, err := s.versioned(ctx, key)
+	if err != nil {
+		return err
+	}
+	if versioned {
+		if handled, err := s.deleteVersions(ctx, key); handled {
+			return err
+		}
 	}
 	k := aws.String(s.prefix + key)
 	if _, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: k}); err != nil {

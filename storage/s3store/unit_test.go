@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -43,6 +44,8 @@ func TestParseURL(t *testing.T) {
 		{"s3://bkt?part_size=64m", "bkt", "", Options{PartSize: 64 << 20}},
 		{"s3://bkt?part_size=6291456", "bkt", "", Options{PartSize: 6 << 20}},
 		{"s3://bkt?path_style=false", "bkt", "", Options{}},
+		{"s3://bkt?object_lock=compliance&retention=30d", "bkt", "", Options{ObjectLock: LockCompliance, Retention: 30 * 24 * time.Hour}},
+		{"s3://bkt?object_lock=GOVERNANCE&retention=90m", "bkt", "", Options{ObjectLock: LockGovernance, Retention: 90 * time.Minute}},
 	} {
 		u, err := url.Parse(tc.url)
 		if err != nil {
@@ -81,6 +84,13 @@ func TestParseURLErrors(t *testing.T) {
 		{"s3://key:secret@bkt", "must not hold credentials"},
 		{"s3://bkt/a/../b", "malformed prefix"},
 		{"gs://bkt", "scheme"},
+		{"s3://bkt?object_lock=strict&retention=1h", "object_lock"},
+		{"s3://bkt?object_lock=COMPLIANCE", "needs a retention"},
+		{"s3://bkt?retention=1h", "without an Object Lock mode"},
+		{"s3://bkt?object_lock=GOVERNANCE&retention=0s", "retention"},
+		{"s3://bkt?object_lock=GOVERNANCE&retention=-1h", "retention"},
+		{"s3://bkt?object_lock=GOVERNANCE&retention=soon", "retention"},
+		{"s3://bkt?object_lock=GOVERNANCE&retention=99999d", "retention"},
 	} {
 		u, err := url.Parse(tc.url)
 		if err != nil {

@@ -22,7 +22,7 @@ func init() {
 }
 
 // urlParams lists the query parameters of an s3:// URL.
-var urlParams = []string{"concurrency", "create", "endpoint", "part_size", "path_style", "region"}
+var urlParams = []string{"concurrency", "create", "endpoint", "object_lock", "part_size", "path_style", "region", "retention"}
 
 // ParseURL parses an s3://BUCKET[/PREFIX][?PARAMETERS] URL (see the package
 // documentation, section URLs) into the arguments of [Open].
@@ -75,6 +75,14 @@ func ParseURL(u *url.URL) (bucket, prefix string, opts *Options, err error) {
 			if opts.PartSize < MinPartSize || opts.PartSize > MaxPartSize {
 				return "", "", nil, fmt.Errorf("s3store: URL parameter part_size=%s out of range [5MiB, 5GiB]", v)
 			}
+		case "object_lock":
+			if opts.ObjectLock, err = parseLockMode(v); err != nil {
+				return "", "", nil, err
+			}
+		case "retention":
+			if opts.Retention, err = parseRetention(v); err != nil {
+				return "", "", nil, err
+			}
 		case "concurrency":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1000 {
@@ -84,6 +92,9 @@ func ParseURL(u *url.URL) (bucket, prefix string, opts *Options, err error) {
 		default:
 			return "", "", nil, fmt.Errorf("s3store: unknown URL parameter %q (known: %s)", k, strings.Join(urlParams, ", "))
 		}
+	}
+	if err := checkLockOptions(opts.ObjectLock, opts.Retention); err != nil {
+		return "", "", nil, err
 	}
 	return bucket, prefix, opts, nil
 }

@@ -53,6 +53,14 @@ type Options struct {
 	// pagination test (default 2500, 300 under -short). Make it exceed the
 	// backend's page size (1000 for S3).
 	Objects int
+	// AppendOnly declares a store that refuses to delete or overwrite
+	// (storage/appendonly): every Delete of a valid key, and every plain
+	// Put onto an existing key, must fail with an error wrapping
+	// storage.ErrPermission and change nothing. The tests that need
+	// deletes or overwrites (Overwrite, CreateOnly after its refusal,
+	// Empty, ListDeleteInCallback, Missing, Delete, ConcurrentOverwrite)
+	// check exactly that instead; the rest of the suite runs unchanged.
+	AppendOnly bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -120,6 +128,9 @@ func (o *Options) withDefaults() Options {
 //   - ConcurrentWriters: Concurrency goroutines write distinct keys.
 //   - ConcurrentOverwrite: concurrent plain puts and whole reads of one
 //     key: every read and the final object are exactly one writer's bytes.
+//
+// With Options.AppendOnly the deleting and overwriting steps expect
+// storage.ErrPermission and unchanged objects instead (see AppendOnly).
 func Run(t *testing.T, newStore func(t *testing.T) storage.Storage, opts *Options) {
 	o := opts.withDefaults()
 	tests := []struct {
@@ -256,6 +267,14 @@ func checkModTime(t testing.TB, what string, mt time.Time) {
 	}
 }
 
+// wantRefused checks that err is an append-only store's refusal.
+func wantRefused(t testing.TB, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, storage.ErrPermission) {
+		t.Fatalf("%s on an append-only store = %v, want an error wrapping ErrPermission", what, err)
+	}
+}
+
 // ---- tests ----
 
 func testPutGetStat(t *testing.T, s storage.Storage, o Options) {
@@ -289,6 +308,16 @@ func testPutGetStat(t *testing.T, s storage.Storage, o Options) {
 func testOverwrite(t *testing.T, s storage.Storage, o Options) {
 	put(t, s, "k", data(1, 5000))
 	b := data(2, 300)
+	if o.AppendOnly {
+		err := s.Put(t.Context(), "k", bytes.NewReader(b), int64(len(b)), nil)
+		wantRefused(t, "plain Put over an object", err)
+		if errors.Is(err, storage.ErrExist) {
+			t.Fatalf("refused overwrite = %v: must not wrap ErrExist (it is no lost create-only race)", err)
+		}
+		wantContent(t, s, "k", data(1, 5000))
+		wantKeys(t, s, "", "k")
+		return
+	}
 	put(t, s, "k", b)
 	wantContent(t, s, "k", b)
 	info, err := s.Stat(t.Context(), "k")
@@ -311,6 +340,11 @@ func testCreateOnly(t *testing.T, s storage.Storage, o Options) {
 	}
 	wantContent(t, s, "lock/x", first)
 	wantKeys(t, s, "", "lock/x")
+	if o.AppendOnly {
+		wantRefused(t, "Delete", s.Delete(ctx, "lock/x"))
+		wantContent(t, s, "lock/x", first)
+		return
+	}
 	if err := s.Delete(ctx, "lock/x"); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -487,6 +521,11 @@ func testEmpty(t *testing.T, s storage.Storage, o Options) {
 		t.Fatalf("create-only Put of an empty object: %v", err)
 	}
 	wantContent(t, s, "e2", []byte{})
+	if o.AppendOnly {
+		wantRefused(t, "Delete of empty object", s.Delete(ctx, "e"))
+		wantContent(t, s, "e", []byte{})
+		return
+	}
 	if err := s.Delete(ctx, "e"); err != nil {
 		t.Fatalf("Delete of empty object: %v", err)
 	}
@@ -681,6 +720,13 @@ func testListDeleteInCallback(t *testing.T, s storage.Storage, o Options) {
 		seen++
 		return s.Delete(t.Context(), info.Key)
 	})
+	if o.AppendOnly {
+		wantRefused(t, "Delete in a List callback", err)
+		if seen != 1 || len(listAll(t, s, "d/")) != n {
+			t.Fatalf("List deleting in the callback: %d calls, %d objects left; want 1 call (stopped by the refusal), %d left", seen, len(listAll(t, s, "d/")), n)
+		}
+		return
+	}
 	if err != nil || seen != n {
 		t.Fatalf("List deleting in the callback: %d seen, %v; want %d, nil", seen, err, n)
 	}
@@ -703,7 +749,7 @@ func testMissing(t *testing.T, s storage.Storage, o Options) {
 		if info, err := s.Stat(ctx, key); !errors.Is(err, storage.ErrNotExist) {
 			t.Errorf("Stat(%q) = %+v, %v; want ErrNotExist", key, info, err)
 		}
-		if err := s.Delete(ctx, key); !errors.Is(err, storage.ErrNotExist) {
+		if err := s.Delete(ctx, key); !errors.Is(err, storage.ErrNotExist) && !(o.AppendOnly && errors.Is(err, storage.ErrPermission)) {
 			t.Errorf("Delete(%q) = %v, want ErrNotExist", key, err)
 		}
 	}
@@ -717,6 +763,13 @@ func testDelete(t *testing.T, s storage.Storage, o Options) {
 	ctx := t.Context()
 	put(t, s, "del/a", []byte("a"))
 	put(t, s, "del/b", []byte("b"))
+	if o.AppendOnly {
+		wantRefused(t, "Delete", s.Delete(ctx, "del/a"))
+		wantRefused(t, "Delete", s.Delete(ctx, "del/b"))
+		wantKeys(t, s, "", "del/a", "del/b")
+		wantContent(t, s, "del/a", []byte("a"))
+		return
+	}
 	if err := s.Delete(ctx, "del/a"); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -1042,7 +1095,12 @@ func testConcurrentOverwrite(t *testing.T, s storage.Storage, o Options) {
 	for i := range o.Concurrency {
 		wg.Go(func() { // writer
 			for range rounds {
-				if err := s.Put(ctx, key, bytes.NewReader(versions[i]), int64(len(versions[i])), nil); err != nil {
+				err := s.Put(ctx, key, bytes.NewReader(versions[i]), int64(len(versions[i])), nil)
+				if o.AppendOnly && !errors.Is(err, storage.ErrPermission) {
+					errc <- fmt.Errorf("writer %d: overwrite on an append-only store = %v, want ErrPermission", i, err)
+					return
+				}
+				if err != nil && !o.AppendOnly {
 					errc <- fmt.Errorf("writer %d: %w", i, err)
 					return
 				}
@@ -1070,6 +1128,9 @@ func testConcurrentOverwrite(t *testing.T, s storage.Storage, o Options) {
 	got := get(t, s, key, 0, -1)
 	if which(got) < 0 {
 		t.Fatalf("final object is no writer's version: %s", describe(got))
+	}
+	if o.AppendOnly && which(got) != 0 {
+		t.Fatalf("append-only store: the first object was replaced by writer %d's", which(got))
 	}
 	wantKeys(t, s, "", key)
 }

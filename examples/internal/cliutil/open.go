@@ -22,6 +22,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Warn receives one-line warnings; nil discards them.
 	Warn func(msg string)
+	// AppendOnly opens the repository append-only
+	// (reprise.Options.AppendOnly).
+	AppendOnly bool
 }
 
 // Session is an open repository with what opened it.
@@ -59,7 +62,7 @@ func Open(ctx context.Context, cfg Config) (*Session, error) {
 		st.Close()
 		return nil, err
 	}
-	r, err := reprise.Open(ctx, st, c.Credentials, &reprise.Options{Logger: cfg.Logger})
+	r, err := reprise.Open(ctx, st, c.Credentials, &reprise.Options{Logger: cfg.Logger, AppendOnly: cfg.AppendOnly})
 	if err != nil {
 		st.Close()
 		c.Close()
