@@ -11,7 +11,9 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/internal/format"
@@ -86,6 +88,8 @@ type fileState struct {
 
 	openOnce sync.Once
 	f        *os.File
+	df       *os.File     // the same file with O_DIRECT, or nil
+	direct   *atomic.Bool // the session's: O_DIRECT still in use
 	openErr  error
 
 	errMu sync.Mutex
@@ -128,6 +132,13 @@ func (f *fileState) open() error {
 			return
 		}
 		f.f = tf
+		if f.size >= directAtLeast && f.direct.Load() {
+			if df, err := openDirect(tf.Name()); err == nil {
+				f.df = df
+			} else {
+				f.direct.Store(false) // refused here: refused everywhere
+			}
+		}
 	})
 	return f.openErr
 }
@@ -144,8 +155,57 @@ func (f *fileState) writeAt(b []byte, off int64) error {
 	if isZero(b) {
 		return nil
 	}
+	if f.df != nil {
+		// The aligned inside goes to the disk directly when the buffer
+		// lines up (the decoder places chunks so that it does); the edges
+		// through the cache. No page is written both ways: a page holds
+		// either aligned inside bytes of one chunk, or edge bytes only.
+		lo := (off + directAlign - 1) &^ (directAlign - 1)
+		hi := (off + int64(len(b))) &^ (directAlign - 1)
+		if hi > lo && uintptr(unsafe.Pointer(&b[lo-off]))&(directAlign-1) == 0 {
+			if lo > off {
+				if _, err := f.f.WriteAt(b[:lo-off], off); err != nil {
+					return err
+				}
+			}
+			if _, err := f.df.WriteAt(b[lo-off:hi-off], lo); err != nil {
+				if !errors.Is(err, syscall.EINVAL) {
+					return err
+				}
+				f.direct.Store(false) // refused at write time: buffered from now on
+				if _, err := f.f.WriteAt(b[lo-off:hi-off], lo); err != nil {
+					return err
+				}
+			}
+			if end := off + int64(len(b)); end > hi {
+				if _, err := f.f.WriteAt(b[hi-off:], hi); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
 	_, err := f.f.WriteAt(b, off)
 	return err
+}
+
+// directAlign is the alignment O_DIRECT wants of buffers, offsets and
+// sizes (the largest logical block size in common use); directAtLeast the
+// smallest file written with it.
+const (
+	directAlign   = 4096
+	directAtLeast = 1 << 20
+)
+
+// alignedBuf returns an empty buffer of capacity n starting at a
+// directAlign boundary.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+directAlign)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+	if off != 0 {
+		off = directAlign - off
+	}
+	return b[off : off : off+n]
 }
 
 func (d *dirRestore) local(p string) string {
@@ -210,7 +270,7 @@ func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 			return
 		}
 	}
-	st := &fileState{path: n.Path, final: final, size: int64(n.Size), mode: n.Mode, mtime: n.MTime, drill: d.drill}
+	st := &fileState{path: n.Path, final: final, size: int64(n.Size), mode: n.Mode, mtime: n.MTime, drill: d.drill, direct: &d.s.direct}
 	st.remaining.Store(int64(len(n.Chunks)) + 1) // +1 held until every entry is planned
 	var sum uint64
 	for _, c := range n.Chunks {
@@ -279,6 +339,11 @@ func (d *dirRestore) done(f *fileState) {
 	}
 	if err == nil {
 		err = f.f.Chmod(fs.FileMode(f.mode&0o777) | modeExtra(f.mode))
+	}
+	if f.df != nil {
+		if cerr := f.df.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if cerr := f.f.Close(); err == nil {
 		err = cerr

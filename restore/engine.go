@@ -37,7 +37,8 @@ import (
 //     sealed and (for streams) plaintext bytes in flight never exceed the
 //     cap whatever the snapshot's size, and an ordered stream cannot
 //     deadlock: the span the writer waits for always got its budget first.
-//   - Decoders (GOMAXPROCS of them) authenticate, decrypt, decompress and
+//   - Decoders (GOMAXPROCS of them, twice that for a directory, whose
+//     decoders also wait on writes) authenticate, decrypt, decompress and
 //     verify each chunk of a span, and write it with WriteAt into its
 //     pre-sized file (an all-zero chunk is not written: the file is
 //     sparse there), or, for a stream, into the span's plaintext buffer
@@ -128,7 +129,14 @@ func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileS
 		e.fetchers.Add(1)
 		go e.fetch(ctx)
 	}
-	for range runtime.GOMAXPROCS(0) {
+	// Decoders also write (a directory restore), and a write blocks on
+	// the disk (O_DIRECT) or on dirty-page throttling: twice as many as
+	// cores keep the cores busy meanwhile.
+	decoders := runtime.GOMAXPROCS(0)
+	if !ordered {
+		decoders *= 2
+	}
+	for range decoders {
 		e.decoders.Add(1)
 		go e.decode(ctx)
 	}
@@ -256,7 +264,8 @@ func (e *engine) open(ctx context.Context, sp *span, en *entry, dst []byte, scra
 func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch, out []byte) []byte {
 	var (
 		err     error
-		decoded bool      // out (or err) holds chunk last
+		data    []byte    // the chunk last decoded, inside out
+		decoded bool      // data (or err) holds chunk last
 		last    crypto.ID // the chunk decoded last
 	)
 	for i := range sp.entries {
@@ -268,20 +277,34 @@ func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch,
 		// Entries of the same chunk sort next to each other: decode it
 		// once, write it everywhere.
 		if !decoded || last != en.id {
-			out, err = e.open(ctx, sp, en, out[:0], scratch)
+			// For O_DIRECT, the chunk is placed in out at the offset's
+			// alignment, so that its aligned inside starts on an aligned
+			// address (out itself is aligned).
+			pad := 0
+			if en.f.size >= directAtLeast && e.s.direct.Load() {
+				pad = int(en.off & (directAlign - 1))
+			}
+			if cap(out) < pad+int(en.n) {
+				out = alignedBuf(max(pad+int(en.n), 4<<20+directAlign))
+			}
+			out, err = e.open(ctx, sp, en, out[:pad], scratch)
+			data = nil
+			if err == nil {
+				data = out[pad:]
+			}
 			decoded, last = true, en.id
 		}
 		werr := err
-		if werr == nil && len(out) != int(en.n) {
-			werr = &repo.ChunkError{ID: en.id, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(out), en.n)}
+		if werr == nil && len(data) != int(en.n) {
+			werr = &repo.ChunkError{ID: en.id, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(data), en.n)}
 		}
 		if werr == nil {
-			werr = en.f.writeAt(out, en.off)
+			werr = en.f.writeAt(data, en.off)
 		}
 		if werr != nil {
 			en.f.setErr(werr)
 		} else {
-			e.s.bytes.Add(int64(len(out)))
+			e.s.bytes.Add(int64(len(data)))
 		}
 		e.finish(en.f)
 	}
