@@ -70,11 +70,10 @@ type PackBuilder struct {
 	ad     []byte
 	enc    []byte // scratch for payload encoding (Add)
 
-	// SizeHint, when set, is the capacity the buffer is given when it
-	// must grow (more only if a chunk needs it): a writer that ships packs
-	// at a target size sets it a little above, so a reused builder makes
-	// one allocation of about that size instead of doubling up to it and
-	// past it.
+	// SizeHint, when set, caps the buffer's growth (more only if a chunk
+	// needs it): a writer that ships packs at a target size sets it a
+	// little above, so a reused builder settles at about that size
+	// instead of doubling past it.
 	SizeHint int
 }
 
@@ -86,9 +85,14 @@ func (p *PackBuilder) grow(n int) {
 	want := len(p.buf) + n
 	c := max(2*cap(p.buf), want, 4096)
 	if p.SizeHint > 0 {
-		// Straight to it, no copies on the way; past it (a chunk larger
-		// than the pack), room for the header too.
-		c = max(p.SizeHint, want+64<<10)
+		// Doubling from 1 MiB, up to the hint: a tiny backup does not pay
+		// for clearing a whole pack-sized buffer, a large one copies 15
+		// MiB once per builder. Past the hint (a chunk larger than the
+		// pack), room for the header too.
+		c = min(max(c, 1<<20), p.SizeHint)
+		if c < want {
+			c = want + 64<<10
+		}
 	}
 	b := make([]byte, len(p.buf), c)
 	copy(b, p.buf)

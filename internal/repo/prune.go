@@ -27,8 +27,12 @@ import (
 //     backup resurrected meanwhile is kept.
 //
 // Partly used packs whose waste is above the threshold are repacked: their
-// live chunks are copied to new packs, a consolidated index replaces the
-// index objects read, and the old packs are marked.
+// live chunks are copied to new packs (with index objects of their own),
+// and the old packs are marked. A repacked pack stays indexed until it is
+// swept, like any marked pack: a backup that loaded the index earlier may
+// deduplicate against a chunk of it that was dead, and the sweep must see
+// that to keep the pack. When packs are swept, a consolidated index
+// replaces the index objects read.
 //
 // Retention (storage.ErrRetained: S3 Object Lock) is respected, never
 // fought: an object the storage refuses to delete stays, prune reports it
@@ -328,9 +332,11 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 	for _, p := range sweep {
 		drop[p] = true
 	}
-	for _, u := range repack {
-		drop[u.ref.ID] = true
-	}
+	// A repacked pack stays in the index until it is swept, like any
+	// marked pack: a backup that loaded the index before this prune may
+	// deduplicate against one of its chunks that was dead (so not
+	// copied), and the sweep then finds the pack resurrected and keeps it.
+	// Dropping it from the index now would orphan that backup's chunk.
 	// held: swept packs that an index object the storage retains still
 	// names, with the latest end of those retentions (heldUnknown: one
 	// of them did not say).
