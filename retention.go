@@ -214,6 +214,7 @@ func (r *Repository) Prune(ctx context.Context, opts *PruneOptions, tenants ...s
 		total.IndexesRetained += rep.IndexesRetained
 		total.Retained = append(total.Retained, rep.Retained...)
 		total.LeasesRemoved += rep.LeasesRemoved
+		total.RecordsRemoved += rep.RecordsRemoved
 	}
 	return total, nil
 }

@@ -246,3 +246,59 @@ func TestPruneConcurrentWithBackups(t *testing.T) {
 	}
 	checkClean(t, r)
 }
+
+// Prune removes run records older than RecordsKeep, but keeps the newest
+// record and the newest successful one of each kind and source, so health
+// still knows when every source last ran and last succeeded.
+func TestPruneRecords(t *testing.T) {
+	ctx := context.Background()
+	r := testutil.InitRepo(t, storage.NewMem(), testutil.SmallChunks)
+	ten := tenant(t, r, "acme")
+	rng := rand.New(rand.NewPCG(3, 3))
+	var last string
+	for i := 0; i < 5; i++ {
+		res, err := backup.Stream(ctx, ten, "db.sql", bytes.NewReader(testutil.RandBytes(rng, 20<<10)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.Snapshot.ID
+	}
+	if _, err := backup.Stream(ctx, ten, "other.sql", bytes.NewReader(testutil.RandBytes(rng, 20<<10)), nil); err != nil {
+		t.Fatal(err)
+	}
+	restoreBytes(t, ten, last)
+	runs := func() int {
+		rs, err := ten.Runs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rs)
+	}
+	before := runs() // 6 backups, 1 restore, and the records of the prunes below
+	if rep := mustPrune(t, r, &reprise.PruneOptions{}); rep.RecordsRemoved != 0 {
+		t.Fatalf("fresh records removed: %d", rep.RecordsRemoved)
+	}
+	// 100 days later, everything is past the 90 days kept by default.
+	rep := mustPrune(t, r, &reprise.PruneOptions{Now: time.Now().Add(100 * 24 * time.Hour)})
+	if rep.RecordsRemoved != 4 {
+		t.Errorf("removed %d records, want 4 (the 4 older backups of db.sql)", rep.RecordsRemoved)
+	}
+	if got := runs(); got != before-4 {
+		t.Errorf("%d records left, want %d", got, before-4)
+	}
+	h, err := r.Health(ctx, &reprise.HealthOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range h.Sources {
+		if s.LastSuccess.IsZero() || s.State != reprise.StateOK {
+			t.Errorf("after pruning records, %s/%s: state %v, last success %v", s.Tenant, s.Source, s.State, s.LastSuccess)
+		}
+		if s.Source == "db.sql" && s.Snapshot != last {
+			t.Errorf("db.sql's last snapshot %s, want %s", s.Snapshot, last)
+		}
+	}
+	if rep := mustPrune(t, r, &reprise.PruneOptions{Now: time.Now().Add(100 * 24 * time.Hour), RecordsKeep: -1}); rep.RecordsRemoved != 0 {
+		t.Errorf("RecordsKeep -1 removed %d records", rep.RecordsRemoved)
+	}
+}

@@ -156,6 +156,9 @@ func printPrune(e *env, rep *reprise.PruneReport, asJSON bool) {
 		fmt.Fprintf(e.stdout, "prune: %d pack(s) and %d index object(s) are under retention (object lock) and stay; a later prune deletes them once it ends\n",
 			rep.PacksRetained, rep.IndexesRetained)
 	}
+	if rep.RecordsRemoved > 0 {
+		fmt.Fprintf(e.stdout, "prune: %d run record(s) older than the records' retention removed\n", rep.RecordsRemoved)
+	}
 	if rep.LeasesRemoved > 0 {
 		fmt.Fprintf(e.stdout, "prune: %d lease object(s) of finished backups removed\n", rep.LeasesRemoved)
 	}

@@ -89,7 +89,17 @@ type PruneOptions struct {
 	DryRun bool
 	// Now is the time to judge against; zero means time.Now().
 	Now time.Time
+	// RecordsKeep is how long run records are kept; 0 means 90 days, a
+	// negative value keeps them all. Older records go, except the newest
+	// record and the newest successful one of each kind and source, so
+	// health still sees when every source last ran and last succeeded.
+	// (An hourly backup writes 8,760 records a year; health reads them
+	// all.)
+	RecordsKeep time.Duration
 }
+
+// DefaultRecordsKeep is how long prune keeps run records by default.
+const DefaultRecordsKeep = 90 * 24 * time.Hour
 
 // PruneReport says what Prune did (or, with DryRun, would do).
 type PruneReport struct {
@@ -115,6 +125,8 @@ type PruneReport struct {
 	// Retained lists the objects counted by PacksRetained and
 	// IndexesRetained.
 	Retained []string
+	// RecordsRemoved counts run records older than RecordsKeep removed.
+	RecordsRemoved int
 	// LeasesRemoved counts lease objects removed: those of ended and dead
 	// backups, and superseded refreshes (append-only backups delete
 	// none of their own).
@@ -469,7 +481,52 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 			t.Repo.Log.Warn("could not remove a stale lease object", "object", k, "err", err)
 		}
 	}
+	if opts.RecordsKeep >= 0 {
+		keep := opts.RecordsKeep
+		if keep == 0 {
+			keep = DefaultRecordsKeep
+		}
+		if err := t.pruneRecords(ctx, now.Add(-keep), rep); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
+}
+
+// pruneRecords removes the run records that ended before cutoff, but for
+// the newest one and the newest successful one of each kind and source.
+// Unreadable records are left for check to report; retained ones stay.
+func (t *Tenant) pruneRecords(ctx context.Context, cutoff time.Time, rep *PruneReport) error {
+	recs, _, err := t.Records(ctx)
+	if err != nil {
+		return err
+	}
+	type series struct{ kind, source string }
+	newest := map[series]*format.Record{}
+	newestOK := map[series]*format.Record{}
+	for _, r := range recs { // oldest first
+		k := series{r.Kind, r.Source}
+		newest[k] = r
+		if r.OK {
+			newestOK[k] = r
+		}
+	}
+	for _, r := range recs {
+		k := series{r.Kind, r.Source}
+		if !r.End.Before(cutoff) || newest[k] == r || newestOK[k] == r {
+			continue
+		}
+		key := t.RecordKey(r.ID)
+		switch err := t.Repo.St.Delete(ctx, key); {
+		case err == nil || errors.Is(err, storage.ErrNotExist):
+			rep.RecordsRemoved++
+		case errors.Is(err, storage.ErrRetained):
+			rep.Retained = append(rep.Retained, key)
+		default:
+			return fmt.Errorf("removing old run record %s: %w", key, err)
+		}
+	}
+	return nil
 }
 
 // usedChunks walks every snapshot's tree and returns the chunks they use
