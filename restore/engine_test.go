@@ -152,7 +152,7 @@ var _ io.Writer = (*countingWriter)(nil)
 // Large files are written partly with O_DIRECT (the aligned inside of
 // each chunk) and partly through the cache (edges, duplicates that do not
 // line up): whatever the chunk offsets, the file restores exactly, and
-// the same with Options.Buffered.
+// the same through the cache only.
 func TestRestoreDirectWrites(t *testing.T) {
 	ctx := context.Background()
 	r := testutil.InitRepo(t, storage.NewMem(), testutil.SmallChunks)
@@ -170,10 +170,10 @@ func TestRestoreDirectWrites(t *testing.T) {
 	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, buffered := range []bool{false, true} {
+	for _, direct := range []bool{true, false} {
 		dst := t.TempDir()
-		if _, err := restore.Dir(ctx, ten, "latest", dst, &restore.Options{Buffered: buffered}); err != nil {
-			t.Fatalf("buffered=%v: %v", buffered, err)
+		if _, err := restore.Dir(ctx, ten, "latest", dst, &restore.Options{Direct: direct}); err != nil {
+			t.Fatalf("direct=%v: %v", direct, err)
 		}
 		testutil.CompareTrees(t, src, dst)
 	}
