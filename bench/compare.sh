@@ -206,6 +206,7 @@ run_tool() {
 	topen=$T
 
 	log "round $round, $tool: restore of the first snapshot ($snap1)"
+	sync
 	warm "$repo"
 	"${tool}_restore" "$repo" "$snap1" "$d/restore" "$d/logs/restore"
 	t3=$T m3=$M
@@ -222,11 +223,18 @@ run_tool() {
 	else
 		rm -rf "$d"
 	fi
+	# Let the filesystem finish with what was just written and deleted
+	# (writeback, and discards on a filesystem mounted with -o discard),
+	# so that it does not slow down the next tool's measurement.
+	sync
+	sleep "${SETTLE:-5}"
 }
 
+# The order of the tools rotates from round to round, so that none is
+# always the one measured right after another's cleanup.
 for ((round = 1; round <= rounds; round++)); do
-	for tool in "${tools[@]}"; do
-		run_tool "$tool" "$round"
+	for ((i = 0; i < ${#tools[@]}; i++)); do
+		run_tool "${tools[(i + round - 1) % ${#tools[@]}]}" "$round"
 	done
 done
 
@@ -264,7 +272,7 @@ cat <<EOF
 ## End-to-end comparison: $size MiB mix, encrypted local repositories
 
 - $(date -u '+%Y-%m-%d %H:%M UTC'); $(uname -srm); $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), nproc $(nproc), GOMAXPROCS ${GOMAXPROCS:-unset}, $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo)
-- work directory on $(fstype "$base") ($base); $what, tools interleaved in every round, fresh repositories every round
+- work directory on $(fstype "$base") ($base); $what, tools interleaved in every round in rotating order, fresh repositories every round, sync and a 5 s pause after each tool
 - reprise $rev, $(go version | cut -d' ' -f3); $(restic version | cut -d' ' -f1-2) (repository v2, compression auto); $(borg --version) (repokey-blake2, zstd,1)
 - data: $databytes bytes, $nfiles files, $ndirs dirs: ${mixlog#mix: wrote * in * }
 - edits: ${editlog#mix: edited * in * }

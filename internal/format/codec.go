@@ -24,12 +24,19 @@ var (
 	metaDec *zstd.Decoder // output capped at MaxMetaSize
 )
 
+// codecConcurrency is how many EncodeAll/DecodeAll calls may run at once.
+// It is fixed when the codec is first used, so it takes the larger of
+// GOMAXPROCS then and the number of CPUs: a process that raises
+// GOMAXPROCS later (or a benchmark at GOMAXPROCS 1 that runs first) must
+// not be left with one shared decoder.
+func codecConcurrency() int { return max(runtime.GOMAXPROCS(0), runtime.NumCPU()) }
+
 func encoder() *zstd.Encoder {
 	encOnce.Do(func() {
 		var err error
 		enc, err = zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedFastest),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithEncoderConcurrency(codecConcurrency()),
 			zstd.WithEncoderCRC(false), // sealed by AES-GCM already
 			zstd.WithZeroFrames(true),
 			zstd.WithLowerEncoderMem(true))
@@ -44,7 +51,7 @@ func decoders() (capped, meta *zstd.Decoder) {
 	decOnce.Do(func() {
 		var err error
 		dec, err = zstd.NewReader(nil,
-			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithDecoderConcurrency(codecConcurrency()),
 			zstd.WithDecodeAllCapLimit(true),
 			zstd.WithDecoderMaxMemory(MaxMetaSize),
 			zstd.IgnoreChecksum(true))
@@ -52,7 +59,7 @@ func decoders() (capped, meta *zstd.Decoder) {
 			panic(err)
 		}
 		metaDec, err = zstd.NewReader(nil,
-			zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithDecoderConcurrency(codecConcurrency()),
 			zstd.WithDecoderMaxMemory(MaxMetaSize),
 			zstd.IgnoreChecksum(true))
 		if err != nil {
