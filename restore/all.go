@@ -93,16 +93,37 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 	jobs := make([]*job, 0, len(names))
 	used := map[string]bool{}
 	for _, n := range names {
-		j := &job{name: n, dir: filepath.Join(target, dirName(n, used))}
-		if t, err := r.OpenTenant(ctx, n); err != nil {
-			j.err = err
-		} else if s, err := t.Snapshot(ctx, "latest"); err != nil {
-			j.err = err
-		} else {
-			j.size, j.snap = s.Stats.Bytes, s.ID
-		}
-		jobs = append(jobs, j)
+		jobs = append(jobs, &job{name: n, dir: filepath.Join(target, dirName(n, used))})
 	}
+	// Find every tenant's latest snapshot and its size, for the order:
+	// concurrently, since each costs round trips and a thousand of them
+	// one after the other would delay the first restore by seconds.
+	scan := make(chan *job)
+	var scanners sync.WaitGroup
+	for range min(len(jobs), 4*o.Parallel) {
+		scanners.Add(1)
+		go func() {
+			defer scanners.Done()
+			for j := range scan {
+				t, err := r.OpenTenant(ctx, j.name)
+				if err != nil {
+					j.err = err
+					continue
+				}
+				if s, err := t.Snapshot(ctx, "latest"); err != nil {
+					j.err = err
+				} else {
+					j.size, j.snap = s.Stats.Bytes, s.ID
+				}
+				t.Close()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		scan <- j
+	}
+	close(scan)
+	scanners.Wait()
 	slices.SortStableFunc(jobs, func(a, b *job) int {
 		if c := cmp.Compare(o.Priority[b.name], o.Priority[a.name]); c != 0 {
 			return c
