@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,8 +92,9 @@ type PruneOptions struct {
 	Now time.Time
 	// RecordsKeep is how long run records are kept; 0 means 90 days, a
 	// negative value keeps them all. Older records go, except the newest
-	// record and the newest successful one of each kind and source, so
-	// health still sees when every source last ran and last succeeded.
+	// record and the newest successful one of each kind and source among
+	// them, so health still sees when every source last ran and last
+	// succeeded.
 	// (An hourly backup writes 8,760 records a year; health reads them
 	// all.)
 	RecordsKeep time.Duration
@@ -494,13 +496,41 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 }
 
 // pruneRecords removes the run records that ended before cutoff, but for
-// the newest one and the newest successful one of each kind and source.
-// Unreadable records are left for check to report; retained ones stay.
+// the newest one and the newest successful one of each kind and source
+// among them. Only records the storage dates before the cutoff are read
+// (a record is written when its run ends): a prune does not decrypt every
+// record of a tenant that backs up hourly. Unreadable records are left for
+// check to report; retained ones stay.
 func (t *Tenant) pruneRecords(ctx context.Context, cutoff time.Time, rep *PruneReport) error {
-	recs, _, err := t.Records(ctx)
-	if err != nil {
-		return err
+	prefix := t.DataPrefix() + "r/"
+	var old []string
+	if err := t.Repo.St.List(ctx, prefix, func(i storage.Info) error {
+		if i.ModTime.IsZero() || i.ModTime.Before(cutoff) {
+			old = append(old, i.Key)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("listing run records: %w", err)
 	}
+	if len(old) < 2 {
+		return nil // nothing, or one record that is the newest of its kind
+	}
+	var recs []*format.Record
+	for _, key := range old {
+		rec, err := t.readRecord(ctx, key, strings.TrimPrefix(key, prefix))
+		switch {
+		case err == nil:
+			if rec.End.Before(cutoff) {
+				recs = append(recs, rec)
+			}
+		case errors.Is(err, storage.ErrNotExist):
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case isFatalStorage(err):
+			return err
+		}
+	}
+	slices.SortFunc(recs, func(a, b *format.Record) int { return a.End.Compare(b.End) })
 	type series struct{ kind, source string }
 	newest := map[series]*format.Record{}
 	newestOK := map[series]*format.Record{}
@@ -513,7 +543,7 @@ func (t *Tenant) pruneRecords(ctx context.Context, cutoff time.Time, rep *PruneR
 	}
 	for _, r := range recs {
 		k := series{r.Kind, r.Source}
-		if !r.End.Before(cutoff) || newest[k] == r || newestOK[k] == r {
+		if newest[k] == r || newestOK[k] == r {
 			continue
 		}
 		key := t.RecordKey(r.ID)
