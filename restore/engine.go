@@ -285,7 +285,9 @@ func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch,
 				pad = int(en.off & (directAlign - 1))
 			}
 			if cap(out) < pad+int(en.n) {
-				out = alignedBuf(max(pad+int(en.n), 4<<20+directAlign))
+				// Grown by doubling from what is needed: a restore of a
+				// small tenant must not clear megabytes per decoder.
+				out = alignedBuf(max(pad+int(en.n), 2*cap(out)))
 			}
 			out, err = e.open(ctx, sp, en, out[:pad], scratch)
 			data = nil
