@@ -51,8 +51,9 @@ type Options struct {
 	// MemoryLimit caps the bytes of fetched data (and, for a stream, of
 	// decoded data waiting to be written in order) held at once; 0 means
 	// 64 MiB. Memory stays within it whatever the snapshot's size, plus a
-	// decode buffer of up to one chunk per core and a plan of about 100
-	// bytes per chunk for up to 16384 chunks.
+	// decode buffer of up to one chunk per decoder (GOMAXPROCS of them,
+	// twice that for a directory) and a plan of about 100 bytes per chunk
+	// for up to 16384 chunks.
 	MemoryLimit int64
 	// Overwrite replaces files that already exist in the target. Without
 	// it, an existing file is left alone and reported as failed.
