@@ -13,9 +13,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/reprise-backup/reprise"
+	"github.com/reprise-backup/reprise/internal/directio"
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/internal/repo"
 )
@@ -160,9 +160,9 @@ func (f *fileState) writeAt(b []byte, off int64) error {
 		// lines up (the decoder places chunks so that it does); the edges
 		// through the cache. No page is written both ways: a page holds
 		// either aligned inside bytes of one chunk, or edge bytes only.
-		lo := (off + directAlign - 1) &^ (directAlign - 1)
-		hi := (off + int64(len(b))) &^ (directAlign - 1)
-		if hi > lo && uintptr(unsafe.Pointer(&b[lo-off]))&(directAlign-1) == 0 {
+		lo := (off + directio.Align - 1) &^ (directio.Align - 1)
+		hi := (off + int64(len(b))) &^ (directio.Align - 1)
+		if hi > lo && directio.Aligned(b[lo-off:]) {
 			if lo > off {
 				if _, err := f.f.WriteAt(b[:lo-off], off); err != nil {
 					return err
@@ -189,24 +189,8 @@ func (f *fileState) writeAt(b []byte, off int64) error {
 	return err
 }
 
-// directAlign is the alignment O_DIRECT wants of buffers, offsets and
-// sizes (the largest logical block size in common use); directAtLeast the
-// smallest file written with it.
-const (
-	directAlign   = 4096
-	directAtLeast = 1 << 20
-)
-
-// alignedBuf returns an empty buffer of capacity n starting at a
-// directAlign boundary.
-func alignedBuf(n int) []byte {
-	b := make([]byte, n+directAlign)
-	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
-	if off != 0 {
-		off = directAlign - off
-	}
-	return b[off : off : off+n]
-}
+// directAtLeast is the smallest file written with O_DIRECT.
+const directAtLeast = 1 << 20
 
 func (d *dirRestore) local(p string) string {
 	if p == "." {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/reprise-backup/reprise/crypto"
+	"github.com/reprise-backup/reprise/internal/directio"
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/internal/repo"
 )
@@ -282,12 +283,12 @@ func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch,
 			// address (out itself is aligned).
 			pad := 0
 			if en.f.size >= directAtLeast && e.s.direct.Load() {
-				pad = int(en.off & (directAlign - 1))
+				pad = int(en.off & (directio.Align - 1))
 			}
 			if cap(out) < pad+int(en.n) {
 				// Grown by doubling from what is needed: a restore of a
 				// small tenant must not clear megabytes per decoder.
-				out = alignedBuf(max(pad+int(en.n), 2*cap(out)))
+				out = directio.Buf(max(pad+int(en.n), 2*cap(out)))
 			}
 			out, err = e.open(ctx, sp, en, out[:pad], scratch)
 			data = nil

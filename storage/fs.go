@@ -14,7 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"github.com/reprise-backup/reprise/internal/directio"
 )
 
 // FSOptions tunes [NewFS]. The zero value (or a nil pointer) gives the
@@ -122,25 +123,11 @@ func (f *FS) path(key string) string {
 // copyChunk is the unit of copying in Put, between context checks.
 const copyChunk = 4 << 20
 
-var copyBufs = sync.Pool{New: func() any { b := alignedBuf(copyChunk); return &b }}
+var copyBufs = sync.Pool{New: func() any { b := directio.Buf(copyChunk)[:copyChunk]; return &b }}
 
-// directAlign is the alignment of O_DIRECT buffers, sizes and offsets
-// (the largest logical block size in common use); directAtLeast the
-// smallest object written with O_DIRECT (a pack, not metadata).
-const (
-	directAlign   = 4096
-	directAtLeast = 1 << 20
-)
-
-// alignedBuf returns n bytes starting at a directAlign boundary.
-func alignedBuf(n int) []byte {
-	b := make([]byte, n+directAlign)
-	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
-	if off != 0 {
-		off = directAlign - off
-	}
-	return b[off : off+n : off+n]
-}
+// directAtLeast is the smallest object written with O_DIRECT (a pack,
+// not metadata).
+const directAtLeast = 1 << 20
 
 // errCollision explains the one thing FS cannot store.
 var errCollision = errors.New("key collides with a file or directory on its path (the filesystem driver cannot hold both \"a\" and \"a/b\")")
@@ -239,7 +226,7 @@ func (f *FS) fill(ctx context.Context, w *os.File, r io.ReaderAt, size int64) (s
 		want := int(min(int64(len(buf)), size-off))
 		n, rerr := r.ReadAt(buf[:want], off)
 		if n > 0 {
-			if direct && n%directAlign != 0 {
+			if direct && n%directio.Align != 0 {
 				direct = false
 				if err := setDirect(w, false); err != nil {
 					return false, err

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/reprise-backup/reprise/internal/directio"
 )
 
 func TestMapFSError(t *testing.T) {
@@ -74,7 +76,7 @@ func TestFSDirectWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, size := range []int{directAtLeast - 1, directAtLeast, 4 << 20, 3<<20 + 123, 5*copyChunk + directAlign + 1} {
+		for _, size := range []int{directAtLeast - 1, directAtLeast, 4 << 20, 3<<20 + 123, 5*copyChunk + directio.Align + 1} {
 			data := make([]byte, size)
 			for i := range data {
 				data[i] = byte(i*7 + i>>12)
