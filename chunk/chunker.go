@@ -18,6 +18,7 @@ type Chunker struct {
 	buf   []byte
 	start int   // buf[start:end] is read but not yet returned
 	end   int   //
+	tried int   // lengths below this are known not to be cut points of buf[start:end]
 	eof   bool  // r returned io.EOF
 	err   error // sticky read error (never io.EOF)
 }
@@ -69,17 +70,22 @@ func (c *Chunker) Next() ([]byte, error) {
 	}
 	for {
 		data := c.buf[c.start:c.end]
-		n := c.s.Cut(data)
+		n, match := c.s.cut(data, c.tried)
 		// Cut needs Max bytes or the rest of the stream; with fewer
 		// buffered, a cut before their end is still final (the scan
 		// stopped at a hash match), so only a chunk that may run past
-		// them needs more data, and a read.
-		if n < len(data) || len(data) >= c.s.p.Max || c.eof {
+		// them needs more data, and a read. The lengths tested so far
+		// are not tested again after it.
+		if match || len(data) >= c.s.p.Max || c.eof {
 			if n == 0 {
 				return nil, io.EOF
 			}
 			c.start += n
+			c.tried = 0
 			return data[:n:n], nil
+		}
+		if n > c.s.p.Min { // else no length was tested
+			c.tried = n + 1
 		}
 		if err := c.fill(); err != nil {
 			return nil, err

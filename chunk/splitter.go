@@ -59,35 +59,54 @@ func (s *Splitter) Params() Params { return s.p }
 // result smaller than len(data) is still the right cut point (a hash match
 // ended the scan); only a result of len(data) calls for more data.
 func (s *Splitter) Cut(data []byte) int {
+	n, _ := s.cut(data, 0)
+	return n
+}
+
+// cut is Cut for a caller that already knows that no candidate length
+// below from is a cut point (from <= Min means nothing is known): the
+// Chunker, which scanned the bytes it had before reading more, resumes the
+// scan there instead of hashing the chunk again. This is exact because the
+// test at length L depends only on data[L-64:L]. It also reports whether
+// the cut is a hash match, which tells a match at len(data) from running out
+// of data.
+func (s *Splitter) cut(data []byte, from int) (int, bool) {
 	minSize, avg := s.p.Min, s.p.Avg
 	n := min(len(data), s.p.Max)
 	if n <= minSize {
-		return n
+		return n, false
 	}
 	data = data[:n]
+	from = max(from, minSize)
+	if from > n {
+		return n, false
+	}
 
 	// Warm up: hash the 63 bytes before the last byte of the shortest
-	// candidate, so that the hash tested for length L covers exactly
-	// data[L-64:L].
+	// candidate still to test, so that the hash tested for length L covers
+	// exactly data[L-64:L].
 	var h uint64
-	for _, b := range data[minSize-window : minSize-1] {
+	for _, b := range data[from-window : from-1] {
 		h = h<<1 + s.g[b]
 	}
-	// Lengths L in [Min, Avg] are tested with maskS: their last bytes are
-	// data[Min-1:Avg].
-	end := min(avg, n)
-	k, h, ok := s.scan(data[minSize-1:end], h, s.maskS)
-	if ok {
-		return minSize - 1 + k
+	if from <= avg {
+		// Lengths L in [from, Avg] are tested with maskS: their last
+		// bytes are data[from-1:Avg].
+		end := min(avg, n)
+		k, h2, ok := s.scan(data[from-1:end], h, s.maskS)
+		if ok {
+			return from - 1 + k, true
+		}
+		if end == n {
+			return n, false
+		}
+		h, from = h2, avg+1
 	}
-	if end == n {
-		return n
+	// Lengths L in [from, n], all above Avg, are tested with maskL.
+	if k, _, ok := s.scan(data[from-1:n], h, s.maskL); ok {
+		return from - 1 + k, true
 	}
-	// Lengths L in (Avg, n] are tested with maskL.
-	if k, _, ok := s.scan(data[avg:n], h, s.maskL); ok {
-		return avg + k
-	}
-	return n
+	return n, false
 }
 
 // scan rolls the hash h over p, testing each new value against mask m. It
