@@ -165,7 +165,7 @@ func (e *engine) submit(ctx context.Context, sp *span) {
 		// The plaintext waits for its turn to be written: taken with the
 		// sealed bytes, in order (so the writer's next span always has
 		// its budget), and given back separately.
-		sp.rawCost = classSize(sp.rawLen)
+		sp.rawCost = classSize(sp.rawLen + format.DecodeSlack)
 		sp.done = make(chan struct{})
 	}
 	// A span costlier than the whole budget (one chunk bigger than the
@@ -285,10 +285,10 @@ func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch,
 			if en.f.size >= directAtLeast && e.s.direct.Load() {
 				pad = int(en.off & (directio.Align - 1))
 			}
-			if cap(out) < pad+int(en.n) {
+			if need := pad + int(en.n) + format.DecodeSlack; cap(out) < need {
 				// Grown by doubling from what is needed: a restore of a
 				// small tenant must not clear megabytes per decoder.
-				out = directio.Buf(max(pad+int(en.n), 2*cap(out)))
+				out = directio.Buf(max(need, 2*cap(out)))
 			}
 			out, err = e.open(ctx, sp, en, out[:pad], scratch)
 			data = nil
@@ -316,7 +316,7 @@ func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch,
 
 func (e *engine) decodeOrdered(ctx context.Context, sp *span, scratch *repo.Scratch) {
 	defer close(sp.done)
-	sp.out = getBuf(int(sp.rawLen))
+	sp.out = getBuf(int(sp.rawLen) + format.DecodeSlack)
 	out := (*sp.out)[:0]
 	for i := range sp.entries {
 		en := &sp.entries[i]
@@ -366,7 +366,7 @@ func (e *engine) cut(ctx context.Context, entries []entry) {
 			if en.loc.Pack != first.loc.Pack {
 				break
 			}
-			if e.ordered && sp.rawLen+int64(en.n) > int64(e.maxSpan) {
+			if e.ordered && sp.rawLen+int64(en.n)+format.DecodeSlack > int64(e.maxSpan) {
 				break // the span's plaintext is held until written
 			}
 			if en.id == prev.id {

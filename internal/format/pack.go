@@ -249,6 +249,12 @@ func (o *BlobOpener) Open(dst []byte, c *crypto.ObjectCipher, gen uint32, h *Han
 // until the next call.
 func (o *BlobOpener) Decrypt(c *crypto.ObjectCipher, gen uint32, h *Handle, b *BlobInfo, sealed []byte) ([]byte, error) {
 	o.ad = ChunkAD(o.ad[:0], gen, h, b.Kind, &b.ID)
+	if cap(o.payload) < len(sealed) {
+		// Grown by doubling: AEAD Open would allocate exactly what each
+		// larger blob needs, and chunk sizes vary, so a restore would
+		// clear a new buffer of megabytes every few chunks.
+		o.payload = make([]byte, 0, max(len(sealed), 2*cap(o.payload)))
+	}
 	payload, err := c.Open(o.payload[:0], uint64(b.Seq), sealed, o.ad)
 	if err != nil {
 		return nil, err
