@@ -29,15 +29,17 @@ import (
 //     spans: runs of sealed chunks of one pack that are adjacent (or
 //     separated by at most maxGap bytes) and together at most maxSpan
 //     bytes. A chunk used many times in the batch sorts into one place
-//     and is fetched and decoded once, then written to every place. For a
-//     stream the entries stay in stream order and only consecutive chunks
-//     coalesce.
+//     and is fetched and decoded once, then written to every place. A
+//     stream is planned the same way by windows of consecutive chunks
+//     (about a quarter of the budget each), which the writer then takes
+//     in stream order (see copyOrdered).
 //   - Fetchers (Options.Concurrency of them) read each span with one
 //     ranged read. Before a span is handed to them its bytes are taken
 //     from the memory budget (Options.MemoryLimit), in plan order, so the
 //     sealed and (for streams) plaintext bytes in flight never exceed the
 //     cap whatever the snapshot's size, and an ordered stream cannot
-//     deadlock: the span the writer waits for always got its budget first.
+//     deadlock: a stream's window is charged whole, before any span of a
+//     later window, so every span the writer waits for got its budget.
 //   - Decoders (GOMAXPROCS of them, twice that for a directory, whose
 //     decoders also wait on writes) authenticate, decrypt, decompress and
 //     verify each chunk of a span, and write it with WriteAt into its
@@ -74,23 +76,25 @@ type entry struct {
 	id  crypto.ID
 	loc repo.Loc
 	f   *fileState // nil for a stream
-	off int64      // offset in the file
+	off int64      // offset in the file; for a stream, in its span's plaintext
 	n   uint32     // length the tree gives
+	sp  *span      // stream: the span that reads it
 }
 
 // span is one ranged read of a pack and the entries it serves.
 type span struct {
-	pack     repo.PackRef
-	off, end uint32 // [off, end) of the pack
-	entries  []entry
-	rawLen   int64 // stream: plaintext bytes of the entries
-	cost     int64 // budget held for the sealed bytes, until decoded
-	rawCost  int64 // stream: budget held for the plaintext, until written
-	sealed   *[]byte
-	out      *[]byte // stream: plaintext, in order
-	fetchErr error
-	err      error         // stream: the first failure
-	done     chan struct{} // stream: closed when decoded
+	pack      repo.PackRef
+	off, end  uint32 // [off, end) of the pack
+	entries   []entry
+	rawLen    int64 // stream: plaintext bytes of the entries
+	cost      int64 // budget held for the sealed bytes, until decoded
+	rawCost   int64 // stream: budget held for the plaintext, until written
+	sealed    *[]byte
+	out       *[]byte // stream: plaintext of the entries, in span order
+	unwritten int     // stream: entries the writer has yet to copy out
+	fetchErr  error
+	err       error         // stream: the first failure
+	done      chan struct{} // stream: closed when decoded
 }
 
 // engine runs the fetch and decode stages for one restore session.
@@ -99,11 +103,12 @@ type engine struct {
 	l        *repo.Loader
 	ordered  bool
 	maxSpan  uint32
+	window   int64 // stream: the estimated bytes of a window
 	limit    int64
 	budget   *semaphore.Weighted
 	fetchq   chan *span
 	decq     chan *span
-	orderq   chan *span // stream: spans in order, for the writer
+	orderq   chan *window // stream: windows in order, for the writer
 	fetchers sync.WaitGroup
 	decoders sync.WaitGroup
 	// finish is called once per entry of a directory restore when the
@@ -121,10 +126,13 @@ func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileS
 	// large enough that a request's latency is paid per megabytes, not per
 	// chunk.
 	e.maxSpan = uint32(min(maxSpanCap, max(1<<20, e.limit/int64(s.opts.Concurrency))))
+	// A quarter of the budget per window of a stream, so that the next
+	// windows are fetched while the writer drains one.
+	e.window = max(1, e.limit/4)
 	e.fetchq = make(chan *span, s.opts.Concurrency)
 	e.decq = make(chan *span, s.opts.Concurrency)
 	if ordered {
-		e.orderq = make(chan *span, 4*s.opts.Concurrency)
+		e.orderq = make(chan *window, 4)
 	}
 	for range s.opts.Concurrency {
 		e.fetchers.Add(1)
@@ -158,28 +166,17 @@ func (e *engine) close() {
 }
 
 // submit takes the span's bytes from the budget and queues it. On a done
-// context it fails the span's entries instead.
+// context it fails the span's entries instead. (A stream's spans are
+// charged by window: see submitWindow.)
 func (e *engine) submit(ctx context.Context, sp *span) {
 	sp.cost = classSize(int64(sp.end - sp.off))
-	if e.ordered {
-		// The plaintext waits for its turn to be written: taken with the
-		// sealed bytes, in order (so the writer's next span always has
-		// its budget), and given back separately.
-		sp.rawCost = classSize(sp.rawLen + format.DecodeSlack)
-		sp.done = make(chan struct{})
-	}
 	// A span costlier than the whole budget (one chunk bigger than the
 	// cap) takes all of it.
-	if sp.cost+sp.rawCost > e.limit {
-		sp.cost, sp.rawCost = e.limit, 0
-	}
-	if err := e.budget.Acquire(ctx, sp.cost+sp.rawCost); err != nil {
-		sp.cost, sp.rawCost = 0, 0
+	sp.cost = min(sp.cost, e.limit)
+	if err := e.budget.Acquire(ctx, sp.cost); err != nil {
+		sp.cost = 0
 		e.failSpan(sp, err)
 		return
-	}
-	if e.ordered {
-		e.orderq <- sp
 	}
 	e.fetchq <- sp
 }
@@ -190,7 +187,6 @@ func (e *engine) failSpan(sp *span, err error) {
 		sp.err = err
 		sp.done = make(chan struct{})
 		close(sp.done)
-		e.orderq <- sp
 		return
 	}
 	for i := range sp.entries {
@@ -320,14 +316,13 @@ func (e *engine) decodeOrdered(ctx context.Context, sp *span, scratch *repo.Scra
 	out := (*sp.out)[:0]
 	for i := range sp.entries {
 		en := &sp.entries[i]
+		if i > 0 && sp.entries[i-1].id == en.id {
+			en.off = sp.entries[i-1].off // the same chunk: decoded once
+			continue
+		}
 		start := len(out)
 		var err error
-		if i > 0 && sp.entries[i-1].id == en.id {
-			prev := sp.entries[i-1].n
-			out = append(out, out[start-int(prev):start]...)
-		} else {
-			out, err = e.open(ctx, sp, en, out, scratch)
-		}
+		out, err = e.open(ctx, sp, en, out, scratch)
 		if err == nil && len(out)-start != int(en.n) {
 			err = &repo.ChunkError{ID: en.id, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(out)-start, en.n)}
 		}
@@ -335,6 +330,7 @@ func (e *engine) decodeOrdered(ctx context.Context, sp *span, scratch *repo.Scra
 			sp.err = err
 			break
 		}
+		en.off = int64(start)
 	}
 	*sp.out = out
 	e.release(sp) // the sealed bytes are no longer needed
@@ -348,14 +344,14 @@ func (e *engine) planSorted(ctx context.Context, entries []entry) {
 		}
 		return cmp.Compare(a.loc.Offset, b.loc.Offset)
 	})
-	e.cut(ctx, entries)
+	e.cut(entries, func(sp *span) { e.submit(ctx, sp) })
 }
 
 // cut groups consecutive entries into spans and submits them. A span
 // extends over the next entry when it is in the same pack, starts at most
 // maxGap past the span's end (or is the chunk just read again), and keeps
 // the span within maxSpan.
-func (e *engine) cut(ctx context.Context, entries []entry) {
+func (e *engine) cut(entries []entry, emit func(*span)) {
 	idx := e.l.Index()
 	for len(entries) > 0 {
 		first := &entries[0]
@@ -366,12 +362,11 @@ func (e *engine) cut(ctx context.Context, entries []entry) {
 			if en.loc.Pack != first.loc.Pack {
 				break
 			}
+			if en.id == prev.id {
+				continue // decoded once, written to each place
+			}
 			if e.ordered && sp.rawLen+int64(en.n)+format.DecodeSlack > int64(e.maxSpan) {
 				break // the span's plaintext is held until written
-			}
-			if en.id == prev.id {
-				sp.rawLen += int64(en.n)
-				continue
 			}
 			end := en.loc.Offset + en.loc.SealedLen
 			if en.loc.Offset < sp.end || en.loc.Offset-sp.end > maxGap || end-sp.off > e.maxSpan {
@@ -383,31 +378,43 @@ func (e *engine) cut(ctx context.Context, entries []entry) {
 		sp.entries = entries[:n:n]
 		sp.pack = idx.PackAt(first.loc.Pack)
 		entries = entries[n:]
-		e.submit(ctx, sp)
+		emit(sp)
 	}
 }
 
 // Buffers come from per-size-class pools; a buffer is charged to the
-// budget at its class size, so the budget bounds real memory.
-var bufPools [40]sync.Pool
+// budget at its class size, so the budget bounds real memory. Classes go
+// in quarter steps between powers of two (1.25, 1.5, 1.75 and 2 times
+// 2^e), so a buffer is at most 25% larger than asked: with power-of-two
+// classes a span of 1.1 MiB was charged 2 MiB, twice over in a stream
+// (sealed and plain), and the default budget kept a third as many bytes
+// in flight as it could.
+var bufPools [64 * 4]sync.Pool
 
-const minClass = 16 // 64 KiB
+const minClassSize = 64 << 10
 
-func class(n int64) int {
-	if n <= 1<<minClass {
-		return minClass
+// classSize returns the size of the smallest class holding n bytes.
+func classSize(n int64) int64 {
+	if n <= minClassSize {
+		return minClassSize
 	}
-	return bits.Len64(uint64(n - 1))
+	e := bits.Len64(uint64(n-1)) - 1 // 2^e < n <= 2^(e+1)
+	step := int64(1) << (e - 2)
+	return (n + step - 1) &^ (step - 1)
 }
 
-func classSize(n int64) int64 { return 1 << class(n) }
+// classIndex returns the pool of a class size.
+func classIndex(size int64) int {
+	e := bits.Len64(uint64(size-1)) - 1
+	return 4*e + int((size-1<<e)>>(e-2))
+}
 
 func getBuf(n int) *[]byte {
-	c := class(int64(n))
-	if p, ok := bufPools[c].Get().(*[]byte); ok {
+	size := classSize(int64(n))
+	if p, ok := bufPools[classIndex(size)].Get().(*[]byte); ok {
 		return p
 	}
-	b := make([]byte, 0, 1<<c)
+	b := make([]byte, 0, size)
 	return &b
 }
 
@@ -415,12 +422,12 @@ func putBuf(p *[]byte) {
 	if p == nil || cap(*p) == 0 {
 		return
 	}
-	c := class(int64(cap(*p)))
-	if 1<<c != cap(*p) {
+	size := int64(cap(*p))
+	if classSize(size) != size {
 		return // grown by append past its class: let it go
 	}
 	*p = (*p)[:0]
-	bufPools[c].Put(p)
+	bufPools[classIndex(size)].Put(p)
 }
 
 var zeroBlock [64 << 10]byte

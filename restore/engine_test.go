@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"testing"
@@ -176,5 +177,40 @@ func TestRestoreDirectWrites(t *testing.T) {
 			t.Fatalf("direct=%v: %v", direct, err)
 		}
 		testutil.CompareTrees(t, src, dst)
+	}
+}
+
+// A stream backed up by several sealers has its consecutive chunks spread
+// over several packs; the stream restore sorts each window of chunks by
+// pack and offset, so it still reads runs of chunks with one request each,
+// not one request per chunk.
+func TestRestoreStreamCoalescesAcrossPacks(t *testing.T) {
+	ctx := context.Background()
+	m := metered.New(storage.NewMem(), nil)
+	r := testutil.InitRepo(t, m, testutil.SmallChunks)
+	ten, _ := r.Tenant(ctx, "t")
+	data := testutil.RandBytes(rand.New(rand.NewPCG(4, 4)), 8<<20)
+	prev := runtime.GOMAXPROCS(4) // four sealers, four packs filled at once
+	res, err := backup.Stream(ctx, ten, "db", bytes.NewReader(data), nil)
+	runtime.GOMAXPROCS(prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := res.Snapshot.Stats.Chunks
+	m.Reset()
+	var out bytes.Buffer
+	if _, err := restore.Stream(ctx, ten, "latest", &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("restored stream differs")
+	}
+	gets := m.Stats().Get.Calls
+	t.Logf("%d chunks, %d reads", chunks, gets)
+	if chunks < 256 {
+		t.Fatalf("only %d chunks: the test needs more", chunks)
+	}
+	if gets > int64(chunks)/8 {
+		t.Errorf("%d reads for %d chunks: the stream's chunks were not coalesced across its packs", gets, chunks)
 	}
 }

@@ -1,9 +1,11 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/internal/format"
@@ -60,9 +62,15 @@ func Stream(ctx context.Context, t *reprise.Tenant, ref string, w io.Writer, opt
 }
 
 // copyOrdered restores refs to w in order through the engine: a planner
-// goroutine cuts them into spans of consecutive chunks, fetchers and
-// decoders work ahead, and this goroutine writes each span when its turn
-// comes. The memory budget bounds what is held ahead of the writer.
+// goroutine cuts them into windows of consecutive chunks, each window into
+// spans, fetchers and decoders work ahead, and this goroutine writes each
+// chunk when its turn comes. The memory budget bounds what is held ahead
+// of the writer.
+//
+// A window's entries are sorted by pack and offset before they are cut
+// into spans, as a directory's are: a backup's sealers fill several packs
+// at once, so consecutive chunks of a stream alternate between packs, and
+// cutting in stream order made a request per chunk.
 func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -70,20 +78,24 @@ func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.
 	go func() {
 		defer e.close()
 		idx := s.loader.Index()
-		const batch = 4096
-		entries := make([]entry, 0, min(len(refs), batch))
+		var entries []entry
+		var size int64 // the window's estimated cost
 		for i, r := range refs {
 			loc, _, ok := idx.Lookup(r.ID)
 			if !ok {
 				// Everything before it is still written, then the error.
-				e.cut(ctx, entries)
-				e.failSpan(&span{}, &repo.ChunkError{ID: r.ID, Err: repo.ErrChunkMissing})
+				e.submitWindow(ctx, entries)
+				sp := &span{entries: []entry{{id: r.ID}}}
+				sp.entries[0].sp = sp
+				e.failSpan(sp, &repo.ChunkError{ID: r.ID, Err: repo.ErrChunkMissing})
+				e.orderq <- &window{order: []*entry{&sp.entries[0]}, spans: []*span{sp}}
 				return
 			}
-			entries = append(entries, entry{id: r.ID, loc: loc, n: r.Len})
-			if len(entries) == batch || i == len(refs)-1 {
-				e.cut(ctx, entries)
-				entries = make([]entry, 0, min(len(refs)-i-1, batch))
+			entries = append(entries, entry{id: r.ID, loc: loc, n: r.Len, off: int64(len(entries))})
+			size += int64(loc.SealedLen) + int64(r.Len)
+			if size >= e.window || len(entries) == windowEntries || i == len(refs)-1 {
+				e.submitWindow(ctx, entries)
+				entries, size = nil, 0
 			}
 			if ctx.Err() != nil {
 				return
@@ -91,35 +103,116 @@ func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.
 		}
 	}()
 	var err error
-	for sp := range e.orderq {
-		if err == nil {
+	for win := range e.orderq {
+		for _, en := range win.order {
+			if err != nil {
+				break
+			}
+			sp := en.sp
 			select {
 			case <-sp.done:
 			case <-ctx.Done():
 				err = ctx.Err()
+				continue
 			}
-		}
-		if err == nil {
-			err = sp.err
-		}
-		if err == nil {
-			if _, werr := w.Write(*sp.out); werr != nil {
+			if err = sp.err; err != nil {
+				continue
+			}
+			if _, werr := w.Write((*sp.out)[en.off : en.off+int64(en.n)]); werr != nil {
 				err = fmt.Errorf("writing output: %w", werr)
-			} else {
-				s.bytes.Add(int64(len(*sp.out)))
+				continue
+			}
+			s.bytes.Add(int64(en.n))
+			if sp.unwritten--; sp.unwritten == 0 {
+				e.written(sp)
 			}
 		}
 		if err != nil {
 			// Stop the planner and the fetches, and drain what is queued
 			// so that every goroutine ends.
 			cancel()
-			<-sp.done
+			for _, sp := range win.spans {
+				<-sp.done
+				e.written(sp)
+				e.release(sp) // a span failed before decoding still holds these
+			}
 		}
-		e.written(sp)
-		e.release(sp) // a span failed before decoding still holds these
 	}
 	if err == nil {
 		err = ctx.Err()
 	}
 	return err
+}
+
+// window is a run of consecutive chunks of a stream, cut into spans
+// (sorted by pack and offset) that are charged to the budget together.
+type window struct {
+	order []*entry // the entries in stream order; entry.sp is its span
+	spans []*span
+}
+
+// windowEntries bounds the chunks of one window.
+const windowEntries = 4096
+
+// submitWindow sorts a window's entries (whose off holds their position
+// in the stream) by pack and offset, cuts them into spans, takes their
+// cost from the budget at once, queues the window for the writer and the
+// spans for the fetchers. Charging a window whole is what keeps an ordered
+// restore from deadlocking: the writer takes the chunks of a window in an
+// order unrelated to its spans', but every span of the window it works on
+// got its budget before any span of a later window, and the writer gives
+// budget back as it writes.
+func (e *engine) submitWindow(ctx context.Context, entries []entry) {
+	if len(entries) == 0 {
+		return
+	}
+	slices.SortFunc(entries, func(a, b entry) int {
+		if c := cmp.Compare(a.loc.Pack, b.loc.Pack); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.loc.Offset, b.loc.Offset); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.off, b.off)
+	})
+	win := &window{order: make([]*entry, len(entries))}
+	var total int64
+	e.cut(entries, func(sp *span) {
+		sp.done = make(chan struct{})
+		sp.cost = classSize(int64(sp.end - sp.off))
+		sp.rawCost = classSize(sp.rawLen + format.DecodeSlack)
+		sp.unwritten = len(sp.entries)
+		total += sp.cost + sp.rawCost
+		for i := range sp.entries {
+			en := &sp.entries[i]
+			win.order[en.off] = en
+			en.sp = sp
+		}
+		win.spans = append(win.spans, sp)
+	})
+	// A window costlier than the whole budget (a chunk bigger than the
+	// cap) takes all of it: its first spans are charged, the rest ride
+	// free.
+	if total > e.limit {
+		left := e.limit
+		for _, sp := range win.spans {
+			sp.cost = min(sp.cost, left)
+			left -= sp.cost
+			sp.rawCost = min(sp.rawCost, left)
+			left -= sp.rawCost
+		}
+		total = e.limit
+	}
+	if err := e.budget.Acquire(ctx, total); err != nil {
+		for _, sp := range win.spans {
+			sp.cost, sp.rawCost = 0, 0
+			e.failSpan(sp, err)
+		}
+		e.orderq <- win
+		return
+	}
+	e.orderq <- win
+	for _, sp := range win.spans {
+		e.fetchq <- sp
+	}
 }
