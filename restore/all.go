@@ -87,6 +87,7 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 		name string
 		size int64
 		snap string
+		t    *reprise.Tenant // opened by the scan; closed once restored
 		err  error
 		dir  string
 	}
@@ -112,10 +113,13 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 				}
 				if s, err := t.Snapshot(ctx, "latest"); err != nil {
 					j.err = err
+					t.Close()
 				} else {
-					j.size, j.snap = s.Stats.Bytes, s.ID
+					// Kept open for the restore: opening a tenant again
+					// costs its envelope's round trips (a tenant holds
+					// only its keys, so a thousand open ones cost little).
+					j.size, j.snap, j.t = s.Stats.Bytes, s.ID, t
 				}
-				t.Close()
 			}
 		}()
 	}
@@ -145,6 +149,9 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 	for i, j := range jobs {
 		if ctx.Err() != nil {
 			results[i] = TenantResult{Tenant: j.name, Dir: j.dir, Err: ctx.Err()}
+			if j.t != nil {
+				j.t.Close()
+			}
 			continue
 		}
 		sem <- struct{}{}
@@ -154,14 +161,10 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 			defer func() { <-sem }()
 			res := TenantResult{Tenant: j.name, Dir: j.dir, Snapshot: j.snap, Err: j.err}
 			if res.Err == nil {
-				t, err := r.OpenTenant(ctx, j.name)
-				if err == nil {
-					topts := o.Options
-					topts.Concurrency = per
-					res.Result, err = Dir(ctx, t, j.snap, j.dir, &topts)
-					t.Close()
-				}
-				res.Err = err
+				topts := o.Options
+				topts.Concurrency = per
+				res.Result, res.Err = Dir(ctx, j.t, j.snap, j.dir, &topts)
+				j.t.Close()
 			}
 			res.Finished = time.Since(start)
 			if res.Result != nil {
