@@ -3,6 +3,7 @@ package reprise
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -36,8 +37,11 @@ var (
 	// ErrChunkMissing reports a chunk no index names.
 	ErrChunkMissing = repo.ErrChunkMissing
 	// ErrUnsupportedVersion reports a repository in a format version this
-	// build does not read.
+	// build does not read (it reads versions 1 and 2).
 	ErrUnsupportedVersion = format.ErrVersion
+	// ErrUnknownCodec reports a codec that is neither CodecZstd nor
+	// CodecS2 (InitOptions.Codec, ParseCodec).
+	ErrUnknownCodec = errors.New("unknown codec")
 	// ErrAppendOnly reports an operation refused because the repository
 	// was opened with Options.AppendOnly: Forget, Prune, EraseTenant,
 	// RollKey, key slot changes and Repair delete or rewrite objects.
@@ -67,6 +71,52 @@ const (
 	DefaultPackSize = 16 << 20
 )
 
+// Codec is the compression a repository applies to its chunks, chosen once
+// at Init and recorded in the repository's config: every backup into the
+// repository uses it (unless told not to compress at all), and every
+// reader follows it. Chunks that do not compress by at least 1/32 are
+// stored raw whatever the codec; indexes, snapshots and run records
+// always use zstd.
+type Codec int
+
+const (
+	// CodecZstd compresses chunks with zstd at its fastest level: the
+	// default, with the better ratio. The repository is format version 1,
+	// which every release of Reprise reads.
+	CodecZstd Codec = iota
+	// CodecS2 compresses chunks with S2 (block format): faster than zstd
+	// to compress (about 2.5x on SQL-like text) and to decompress (about
+	// 1.25x), at a lower ratio (payloads about 1.5x zstd's on the same
+	// text; README.md, "Measured"). The repository is format version 2:
+	// releases that read only version 1 refuse to open it
+	// (ErrUnsupportedVersion).
+	CodecS2
+)
+
+// String returns the codec's name, as the config records it: "zstd" or
+// "s2".
+func (c Codec) String() string {
+	switch c {
+	case CodecZstd:
+		return format.CodecZstd
+	case CodecS2:
+		return format.CodecS2
+	}
+	return fmt.Sprintf("Codec(%d)", int(c))
+}
+
+// ParseCodec returns the codec called name ("zstd" or "s2"); any other
+// name fails with an error wrapping ErrUnknownCodec.
+func ParseCodec(name string) (Codec, error) {
+	switch name {
+	case format.CodecZstd:
+		return CodecZstd, nil
+	case format.CodecS2:
+		return CodecS2, nil
+	}
+	return 0, fmt.Errorf("%w %q: want %q or %q", ErrUnknownCodec, name, format.CodecZstd, format.CodecS2)
+}
+
 // InitOptions tune a new repository. The zero value gives sane defaults.
 type InitOptions struct {
 	// Chunking sets the chunk size bounds; zero means chunk.DefaultParams.
@@ -78,6 +128,9 @@ type InitOptions struct {
 	Argon2 *crypto.Argon2Params
 	// Label describes the first key slot (not secret), e.g. "ops".
 	Label string
+	// Codec compresses the repository's chunks, for good: CodecZstd (the
+	// zero value) or CodecS2.
+	Codec Codec
 	// Logger receives the library's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -126,9 +179,12 @@ func Init(ctx context.Context, st storage.Storage, cred Credentials, opts *InitO
 	if ps < 1<<20 || ps > format.MaxPackSize/2 {
 		return nil, errors.New("reprise: pack size must be between 1 MiB and 512 MiB")
 	}
+	if opts.Codec != CodecZstd && opts.Codec != CodecS2 {
+		return nil, fmt.Errorf("reprise: %w %v", ErrUnknownCodec, opts.Codec)
+	}
 	r, err := repo.Init(ctx, st, cred.internal(), repo.InitOptions{
 		Chunker:  format.Chunker{Min: p.Min, Avg: p.Avg, Max: p.Max},
-		PackSize: ps, Argon2: opts.Argon2, Label: opts.Label,
+		PackSize: ps, Argon2: opts.Argon2, Label: opts.Label, Codec: opts.Codec.String(),
 	}, opts.Logger)
 	if err != nil {
 		return nil, err
@@ -155,6 +211,18 @@ func Open(ctx context.Context, st storage.Storage, cred Credentials, opts *Optio
 // AppendOnly reports whether the repository was opened with
 // Options.AppendOnly.
 func (r *Repository) AppendOnly() bool { return r.r.AppendOnly }
+
+// Codec returns the codec the repository compresses chunks with.
+func (r *Repository) Codec() Codec {
+	if r.r.Config.Codec == format.CodecS2 {
+		return CodecS2
+	}
+	return CodecZstd
+}
+
+// FormatVersion returns the repository's format version (docs/FORMAT.md):
+// 1, or 2 for a repository created with CodecS2.
+func (r *Repository) FormatVersion() int { return r.r.Config.Version }
 
 // ID returns the repository's random identifier (hex).
 func (r *Repository) ID() string { return r.r.Config.ID.String() }

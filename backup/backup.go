@@ -56,6 +56,8 @@ type Options struct {
 	Uploads int
 	// NoCompress stores chunks uncompressed (for data known to be
 	// incompressible; detection is automatic and cheap otherwise).
+	// Without it, chunks are compressed with the repository's codec,
+	// chosen when it was created (reprise.InitOptions.Codec).
 	NoCompress bool
 	// Exclude, when it returns true, leaves a path (slash-separated,
 	// relative to the backup root) out of the snapshot; for a directory,

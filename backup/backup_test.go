@@ -16,37 +16,46 @@ import (
 // BenchmarkBackupStream measures the whole backup pipeline (chunking,
 // hashing, compression, sealing, packing, in-memory storage) with the
 // default chunk sizes, on SQL-like text and on random (already encrypted)
-// data. Every iteration backs up new data (a different tenant), so nothing
-// is deduplicated away.
+// data, in a repository of each codec. Every iteration backs up new data
+// (a different tenant), so nothing is deduplicated away.
 func BenchmarkBackupStream(b *testing.B) {
 	for _, kind := range []string{"text", "random"} {
-		b.Run(kind, func(b *testing.B) {
-			rng := rand.New(rand.NewPCG(1, 2))
-			data := testutil.RandBytes(rng, 64<<20)
-			if kind == "text" {
-				data = testutil.TextBytes(rng, 64<<20)
-			}
-			r := testutil.InitRepoPacks(b, storage.NewMem(), chunk.DefaultParams(), reprise.DefaultPackSize)
-			ctx := context.Background()
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			var added int64
-			i := 0
-			for b.Loop() {
-				ten, err := r.Tenant(ctx, "t"+string(rune('a'+i)))
-				if err != nil {
-					b.Fatal(err)
-				}
-				res, err := backup.Stream(ctx, ten, "s", bytes.NewReader(data), nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				added += res.BytesAdded
-				i++
-			}
-			b.ReportMetric(float64(added)/float64(int64(i)*int64(len(data))), "stored/read")
-		})
+		for _, codec := range []reprise.Codec{reprise.CodecZstd, reprise.CodecS2} {
+			b.Run(kind+"/codec="+codec.String(), func(b *testing.B) { benchmarkBackupStream(b, kind, codec) })
+		}
 	}
+}
+
+func benchmarkBackupStream(b *testing.B, kind string, codec reprise.Codec) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	data := testutil.RandBytes(rng, 64<<20)
+	if kind == "text" {
+		data = testutil.TextBytes(rng, 64<<20)
+	}
+	ctx := context.Background()
+	r, err := reprise.Init(ctx, storage.NewMem(), reprise.Credentials{Passphrase: []byte(testutil.Passphrase)},
+		&reprise.InitOptions{Chunking: chunk.DefaultParams(), PackSize: reprise.DefaultPackSize, Argon2: testutil.FastArgon2(), Codec: codec})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	var added int64
+	i := 0
+	for b.Loop() {
+		ten, err := r.Tenant(ctx, "t"+string(rune('a'+i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := backup.Stream(ctx, ten, "s", bytes.NewReader(data), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		added += res.BytesAdded
+		i++
+	}
+	b.ReportMetric(float64(added)/float64(int64(i)*int64(len(data))), "stored/read")
 }
 
 // BenchmarkBackupUnchanged measures a second backup of unchanged data: the

@@ -172,6 +172,8 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{"restore", "--repo", "x", "--tenant", "a", "latest", "--target", "d", "--stdout"},
 		{"init", "--repo", "x", "--kdf-cost", "silly"},
 		{"init", "--repo", "x", "--pack-size", "12XB"},
+		{"init", "--repo", "x", "--codec", "lz4"},
+		{"init", "--repo", "x", "--codec="},
 		{"check", "--repo", "x", "--read-data", "50"}, // the percentage needs --read-data=50
 		{"check", "--repo", "x", "--read-data=150"},
 		{"key", "--repo", "x"},
@@ -187,6 +189,64 @@ func TestHelpAndUsageErrors(t *testing.T) {
 	}
 	if _, err := os.Stat("x"); err == nil {
 		t.Error("a usage error created the repository directory x")
+	}
+}
+
+// TestInitCodec creates a repository with --codec=s2, backs a tree up into
+// it, restores it and checks it; an unknown codec is a usage error that
+// names the codecs.
+func TestInitCodec(t *testing.T) {
+	t.Parallel()
+	if r := runCLI(t, "", nil, "help", "init"); r.code != 0 || !strings.Contains(r.stdout, "--codec") || !strings.Contains(r.stdout, "s2") {
+		t.Errorf("help init does not show --codec: %v", r)
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	if r := runCLI(t, testPassword, nil, "init", "--repo", bad, "--kdf-cost=low", "--codec=lz4"); r.code != exitUsage ||
+		!strings.Contains(r.stderr, `unknown codec "lz4": want "zstd" or "s2"`) {
+		t.Errorf("init --codec=lz4: %v", r)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Error("init --codec=lz4 created the repository directory")
+	}
+	for _, tc := range []struct {
+		args    []string
+		version string
+		codec   string
+	}{
+		{nil, `"version": 1,`, ""},
+		{[]string{"--codec", "zstd"}, `"version": 1,`, ""},
+		{[]string{"--codec=s2"}, `"version": 2,`, `"codec": "s2"`},
+	} {
+		repo := filepath.Join(t.TempDir(), "repo")
+		r := mustCLI(t, nil, append([]string{"init", "--repo", repo, "--kdf-cost=low", "--pack-size", "1MiB"}, tc.args...)...)
+		name := "zstd"
+		if tc.codec != "" {
+			name = "s2"
+		}
+		if !strings.Contains(r.stdout, "compressed with "+name) {
+			t.Errorf("init %v does not name the codec: %v", tc.args, r)
+		}
+		cfg, err := os.ReadFile(filepath.Join(repo, "config"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(cfg), tc.version) || (tc.codec == "") == strings.Contains(string(cfg), `"codec"`) ||
+			tc.codec != "" && !strings.Contains(string(cfg), tc.codec) {
+			t.Errorf("init %v wrote the config\n%s", tc.args, cfg)
+		}
+		if tc.codec == "" {
+			continue
+		}
+		src := filepath.Join(t.TempDir(), "src")
+		writeTree(t, src, rand.New(rand.NewPCG(8, 8)), 30, 1<<20)
+		b := backupJSONOf(t, mustCLI(t, nil, "backup", "--repo", repo, "--tenant", "acme", "--json", src))
+		if b.BytesAdded == 0 || b.BytesAdded >= b.BytesRead {
+			t.Errorf("backup into an s2 repository: %+v", b)
+		}
+		target := filepath.Join(t.TempDir(), "out")
+		mustCLI(t, nil, "restore", "--repo", repo, "--tenant", "acme", "latest", "--target", target)
+		compareTrees(t, src, target)
+		mustCLI(t, nil, "check", "--repo", repo, "--read-data")
 	}
 }
 

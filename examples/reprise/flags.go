@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/reprise-backup/reprise"
 )
 
 // commonFlags are taken by every command that opens a repository.
@@ -129,6 +131,20 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		return nil, &exitErr{code: exitUsage}
 	}
 	return pos, nil
+}
+
+// codecFlag is a chunk codec: "zstd" or "s2" (reprise.ParseCodec).
+type codecFlag reprise.Codec
+
+func (c *codecFlag) String() string { return reprise.Codec(*c).String() }
+
+func (c *codecFlag) Set(v string) error {
+	codec, err := reprise.ParseCodec(v)
+	if err != nil {
+		return err
+	}
+	*c = codecFlag(codec)
+	return nil
 }
 
 // sizeFlag is a byte size: a plain number of bytes, or a number with a

@@ -64,7 +64,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		{"init", "--repo URL [--repo ...] [--pack-size SIZE] [--kdf-cost=low] [--label L]", "create a repository", cmdInit},
+		{"init", "--repo URL [--repo ...] [--pack-size SIZE] [--codec zstd|s2] [--kdf-cost=low] [--label L]", "create a repository", cmdInit},
 		{"backup", "--repo URL --tenant T [--json] PATH\n       reprise backup --repo URL --tenant T --stdin --name NAME [--json]", "back up a directory, or standard input", cmdBackup},
 		{"snapshots", "--repo URL --tenant T [--json]", "list a tenant's snapshots, oldest first", cmdSnapshots},
 		{"restore", "--repo URL --tenant T ID|latest --target DIR\n       reprise restore --repo URL --tenant T ID|latest --stdout", "restore a snapshot into a directory, or to standard output", cmdRestore},
@@ -241,6 +241,7 @@ Run 'reprise help COMMAND' (or 'reprise COMMAND -h') for a command's flags.
 examples:
   export REPRISE_PASSWORD='a long passphrase'
   reprise init --repo /srv/backup
+  reprise init --repo /srv/fast --codec=s2    # chunks in S2: faster, less compact
   reprise backup --repo /srv/backup --tenant acme /var/lib/acme
   pg_dump acme | reprise backup --repo /srv/backup --tenant acme --stdin --name acme.sql
   reprise snapshots --repo /srv/backup --tenant acme

@@ -88,8 +88,12 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	var cf commonFlags
 	var packSize sizeFlag
 	var kdfCost, label string
+	var codec codecFlag
 	fs := newFlagSet(e, commandByName("init"), &cf)
 	fs.Var(&packSize, "pack-size", "target `size` of pack objects, e.g. 16MiB or 16777216 (1 MiB to 512 MiB; default 16MiB)")
+	fs.Var(&codec, "codec", "chunk compression `codec`, for the repository's life: zstd (the default: the better ratio;\n"+
+		"format version 1) or s2 (faster to compress and decompress, a lower ratio; format version 2,\n"+
+		"which releases older than this option cannot read)")
 	fs.StringVar(&kdfCost, "kdf-cost", "", "passphrase derivation `cost`: by default argon2id is calibrated to about 0.5 s on this machine; \"low\" is cheap, for tests only")
 	fs.StringVar(&label, "label", "", "`description` of the first key slot (not secret)")
 	pos, err := parseFlags(fs, args)
@@ -99,7 +103,7 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 0 {
 		return usageErrorf("init takes no arguments (got %q)", pos)
 	}
-	opts := &reprise.InitOptions{PackSize: int(packSize), Label: label, Logger: newLogger(e, cf.verbose)}
+	opts := &reprise.InitOptions{PackSize: int(packSize), Label: label, Codec: reprise.Codec(codec), Logger: newLogger(e, cf.verbose)}
 	if opts.Argon2, err = kdfParams(kdfCost); err != nil {
 		return err
 	}
@@ -156,8 +160,9 @@ func cmdInit(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "%d sites, writes durable once %d of them hold them\n", len(sites), q)
 	}
-	fmt.Fprintf(e.stdout, "packs of %s, chunks of %s to %s (average %s)\n",
-		formatBytes(int64(ps)), formatBytes(int64(cp.Min)), formatBytes(int64(cp.Max)), formatBytes(int64(cp.Avg)))
+	fmt.Fprintf(e.stdout, "packs of %s, chunks of %s to %s (average %s), compressed with %s (format version %d)\n",
+		formatBytes(int64(ps)), formatBytes(int64(cp.Min)), formatBytes(int64(cp.Max)), formatBytes(int64(cp.Avg)),
+		r.Codec(), r.FormatVersion())
 	for _, s := range r.KeySlots() {
 		from := passwordEnv
 		if s.Type != "passphrase" {

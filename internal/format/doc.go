@@ -11,10 +11,20 @@ package format
 
 import "errors"
 
-// Version is the format version this package reads and writes.
+// Version is format version 1: the config version of a repository whose
+// chunks are compressed with zstd, and the value of the version field of
+// key slots, tenant envelopes, snapshots and run records in repositories
+// of every version (format version 2 changed none of them).
 const Version = 1
 
-// FormatName identifies the format in the repository config.
+// Version2 is format version 2: the config version of a repository that
+// names its chunk codec in its config (Config.Codec), which a repository
+// created with S2 does. Besides that field it adds one payload encoding,
+// EncodingS2, and nothing else. This package reads versions 1 and 2.
+const Version2 = 2
+
+// FormatName identifies the format in the repository config, in versions
+// 1 and 2 alike (the name is the format's, the version its revision).
 const FormatName = "reprise.dev/v1"
 
 // ErrCorrupt reports stored bytes that do not parse.

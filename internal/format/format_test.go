@@ -31,14 +31,16 @@ func TestPackBuilderMatchesSpec(t *testing.T) {
 	dataKey, h := testKeys()
 	const gen = 3
 	chunks := []struct {
-		kind     byte
-		data     []byte
-		compress bool
+		kind byte
+		data []byte
+		enc  byte
 	}{
-		{format.KindData, []byte("short"), true},
-		{format.KindData, bytes.Repeat([]byte("compressible "), 100), true},
-		{format.KindData, bytes.Repeat([]byte("stored raw "), 100), false},
-		{format.KindTree, []byte("RPT1"), true},
+		{format.KindData, []byte("short"), format.EncodingZstd},
+		{format.KindData, bytes.Repeat([]byte("compressible "), 100), format.EncodingZstd},
+		{format.KindData, bytes.Repeat([]byte("stored raw "), 100), format.EncodingRaw},
+		{format.KindTree, []byte("RPT1"), format.EncodingZstd},
+		{format.KindData, bytes.Repeat([]byte("compressible with s2 "), 100), format.EncodingS2},
+		{format.KindData, []byte("short, s2"), format.EncodingS2},
 	}
 	pb := format.NewPackBuilder()
 	if err := pb.Reset(&dataKey, gen, h); err != nil {
@@ -48,7 +50,7 @@ func TestPackBuilderMatchesSpec(t *testing.T) {
 	hasher := crypto.NewIDHasher(&cidKey)
 	for _, c := range chunks {
 		id := hasher.Sum(c.data)
-		pb.Add(c.kind, &id, c.data, c.compress)
+		pb.Add(c.kind, &id, c.data, c.enc)
 	}
 	pack := bytes.Clone(pb.Finish())
 	id := pb.ID[:]
@@ -84,15 +86,22 @@ func TestPackBuilderMatchesSpec(t *testing.T) {
 		switch payload[0] {
 		case 0:
 			eqBytes(t, "raw payload", payload[1:], c.data)
-		case 1:
-			if !c.compress {
-				t.Errorf("blob %d compressed although compression was off", i)
+		case 1, 2:
+			if payload[0] != c.enc {
+				t.Errorf("blob %d: encoding %d, asked for %d", i, payload[0], c.enc)
 			}
 			if len(payload) > len(c.data)-len(c.data)/32+1 {
-				t.Errorf("blob %d: zstd kept although it saves less than 1/32", i)
+				t.Errorf("blob %d: compression kept although it saves less than 1/32", i)
 			}
-			if !bytes.HasPrefix(payload[1:], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+			if payload[0] == 1 && !bytes.HasPrefix(payload[1:], []byte{0x28, 0xb5, 0x2f, 0xfd}) {
 				t.Errorf("blob %d: not a zstd frame", i)
+			}
+			// An S2 block starts with its decoded length, a uvarint.
+			if n, k := binary.Uvarint(payload[1:]); payload[0] == 2 && (k <= 0 || n != uint64(len(c.data))) {
+				t.Errorf("blob %d: S2 block states %d bytes, want %d", i, n, len(c.data))
+			}
+			if got, err := format.Decode(nil, payload, len(c.data)); err != nil || !bytes.Equal(got, c.data) {
+				t.Errorf("blob %d: does not decode: %v", i, err)
 			}
 		default:
 			t.Errorf("blob %d: encoding byte %d", i, payload[0])
@@ -513,7 +522,7 @@ func TestDecoderBounds(t *testing.T) {
 	t.Run("payload/zstd longer than rawLen", func(t *testing.T) {
 		// 1 MiB of zeros in a few hundred bytes: refused when 100 bytes
 		// are expected.
-		payload := format.Encode(nil, make([]byte, 1<<20), true)
+		payload := format.Encode(nil, make([]byte, 1<<20), format.EncodingZstd)
 		if payload[0] != format.EncodingZstd || len(payload) > 4096 {
 			t.Fatalf("zeros did not compress: %d bytes", len(payload))
 		}

@@ -392,9 +392,15 @@ func FuzzParseConfig(f *testing.F) {
 	seedVectors(f, "config", func(v *vector) { f.Add(append(bytes.Clone(v.body), '}')) })
 	fuzzJSON(f, "config", format.ParseConfig, func(t *testing.T, c *format.Config) {
 		p := chunk.Params{Min: c.Chunker.Min, Avg: c.Chunker.Avg, Max: c.Chunker.Max}
-		if c.Format != format.FormatName || c.Version != format.Version || p == (chunk.Params{}) || p.Validate() != nil ||
+		if c.Format != format.FormatName || p == (chunk.Params{}) || p.Validate() != nil ||
 			c.PackSize < 1<<20 || c.PackSize > format.MaxPackSize/2 {
 			t.Fatalf("invalid config accepted: %+v", c)
+		}
+		switch {
+		case c.Version == format.Version && c.Codec == "":
+		case c.Version == format.Version2 && (c.Codec == format.CodecZstd || c.Codec == format.CodecS2):
+		default:
+			t.Fatalf("config of version %d with codec %q accepted", c.Version, c.Codec)
 		}
 	})
 }
@@ -483,7 +489,18 @@ func FuzzDecodePayload(f *testing.F) {
 		}
 		f.Add(v.body, n)
 	})
-	f.Add(format.Encode(nil, bytes.Repeat([]byte("abc"), 100), true), 300)
+	abc := bytes.Repeat([]byte("abc"), 100)
+	f.Add(format.Encode(nil, abc, format.EncodingZstd), 300)
+	// Encoding 2 (S2 blocks): a compressed one, read with the right
+	// length, a wrong one and none; the empty block; a block stating far
+	// more than it holds; a block whose copy reaches before its start.
+	s2abc := format.Encode(nil, abc, format.EncodingS2)
+	f.Add(s2abc, 300)
+	f.Add(s2abc, 299)
+	f.Add(s2abc, -1)
+	f.Add([]byte{format.EncodingS2, 0}, 0)
+	f.Add(format.Encode(nil, make([]byte, 1<<20), format.EncodingS2), 1000)
+	f.Add([]byte{format.EncodingS2, 8, 0x01, 0x10}, 8)
 	f.Fuzz(func(t *testing.T, payload []byte, rawLen int) {
 		if len(payload) > maxFuzzInput {
 			return
@@ -499,14 +516,14 @@ func FuzzDecodePayload(f *testing.F) {
 		if len(out) > format.MaxMetaSize {
 			t.Fatalf("decoded %d bytes, above the %d limit", len(out), format.MaxMetaSize)
 		}
-		for _, compress := range []bool{false, true} {
-			enc := format.Encode(nil, out, compress)
+		for _, e := range []byte{format.EncodingRaw, format.EncodingZstd, format.EncodingS2} {
+			enc := format.Encode(nil, out, e)
 			back, err := format.Decode(nil, enc, len(out))
 			if err != nil || !bytes.Equal(back, out) {
-				t.Fatalf("Encode(compress=%v) does not round trip: %v", compress, err)
+				t.Fatalf("Encode(encoding %d) does not round trip: %v", e, err)
 			}
 			if len(enc) > len(out)+1 {
-				t.Fatalf("Encode grew %d bytes to %d", len(out), len(enc))
+				t.Fatalf("Encode(encoding %d) grew %d bytes to %d", e, len(out), len(enc))
 			}
 		}
 	})

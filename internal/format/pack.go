@@ -128,10 +128,10 @@ func (p *PackBuilder) Count() int { return len(p.blobs) }
 // Blobs returns the blobs added so far; the slice is reused by Reset.
 func (p *PackBuilder) Blobs() []BlobInfo { return p.blobs }
 
-// Add encodes (compressing when compress is set and it pays) and seals one
-// chunk into the pack.
-func (p *PackBuilder) Add(kind byte, id *crypto.ID, chunk []byte, compress bool) {
-	p.enc = Encode(p.enc[:0], chunk, compress)
+// Add encodes (compressing with the codec enc names when it pays; see
+// Encode) and seals one chunk into the pack.
+func (p *PackBuilder) Add(kind byte, id *crypto.ID, chunk []byte, enc byte) {
+	p.enc = Encode(p.enc[:0], chunk, enc)
 	p.AddEncoded(kind, id, p.enc, len(chunk))
 }
 

@@ -18,16 +18,16 @@ func BenchmarkNestedEncryption(b *testing.B) {
 	key, _ := crypto.RandomKey()
 	var id crypto.ID
 	for _, mode := range []struct {
-		name     string
-		compress bool
-	}{{"seal-only", false}, {"detect+seal", true}} {
+		name string
+		enc  byte
+	}{{"seal-only", EncodingRaw}, {"detect+seal", EncodingZstd}, {"detect+seal/codec=s2", EncodingS2}} {
 		b.Run(mode.name, func(b *testing.B) {
 			pb := NewPackBuilder()
 			var h Handle
 			// Warm up: grow the pack buffer before timing.
 			pb.Reset(&key, 1, h)
 			for range 16 {
-				pb.Add(KindData, &id, chunk, mode.compress)
+				pb.Add(KindData, &id, chunk, mode.enc)
 			}
 			b.SetBytes(int64(len(chunk)))
 			b.ReportAllocs()
@@ -36,7 +36,7 @@ func BenchmarkNestedEncryption(b *testing.B) {
 				if n%16 == 0 {
 					pb.Reset(&key, 1, h)
 				}
-				pb.Add(KindData, &id, chunk, mode.compress)
+				pb.Add(KindData, &id, chunk, mode.enc)
 				n++
 			}
 		})

@@ -18,11 +18,57 @@ import (
 // (docs/FORMAT.md, "Config"). It holds no secret.
 type Config struct {
 	Format   string    `json:"format"`  // FormatName
-	Version  int       `json:"version"` // Version
+	Version  int       `json:"version"` // Version or Version2
 	ID       crypto.ID `json:"id"`      // random repository ID
 	Created  time.Time `json:"created"`
 	Chunker  Chunker   `json:"chunker"`
 	PackSize int       `json:"pack_size"` // target pack size in bytes
+	// Codec names the codec chunks are compressed with, CodecZstd or
+	// CodecS2: required in version 2, absent from version 1 (whose chunks
+	// use zstd).
+	Codec string `json:"codec,omitempty"`
+}
+
+// Chunk codec names, the values of a version 2 config's codec field.
+const (
+	CodecZstd = "zstd"
+	CodecS2   = "s2"
+)
+
+// NewConfig returns the config of a new repository whose chunks are
+// compressed with codec (CodecZstd or CodecS2): version 1, without a codec
+// field, for zstd, so that such a repository stays readable by every
+// reader of version 1; version 2 otherwise.
+func NewConfig(id crypto.ID, created time.Time, ch Chunker, packSize int, codec string) (*Config, error) {
+	c := &Config{Format: FormatName, Version: Version, ID: id, Created: created, Chunker: ch, PackSize: packSize}
+	switch codec {
+	case CodecZstd:
+	case CodecS2:
+		c.Version, c.Codec = Version2, codec
+	default:
+		return nil, fmt.Errorf("unknown chunk codec %q (want %q or %q)", codec, CodecZstd, CodecS2)
+	}
+	return c, nil
+}
+
+// ChunkEncoding returns the payload encoding a writer compresses chunks
+// with in this repository: EncodingS2 when the config names S2,
+// EncodingZstd otherwise.
+func (c *Config) ChunkEncoding() byte {
+	if c.Codec == CodecS2 {
+		return EncodingS2
+	}
+	return EncodingZstd
+}
+
+// CheckPayload fails, with an error wrapping ErrCorrupt, when a payload's
+// encoding byte is one this repository's version does not define:
+// EncodingS2 in a version 1 repository. Decode checks the rest.
+func (c *Config) CheckPayload(payload []byte) error {
+	if len(payload) > 0 && payload[0] == EncodingS2 && c.Version < Version2 {
+		return fmt.Errorf("%w: payload encoding %d (s2) in a version %d repository", ErrCorrupt, payload[0], c.Version)
+	}
+	return nil
 }
 
 // Chunker holds the chunk size parameters.
@@ -111,15 +157,33 @@ func noDuplicateKeys(b []byte) error {
 	}
 }
 
-// ParseConfig decodes and validates a config object.
+// ParseConfig decodes and validates a config object of version 1 or 2.
+// A config of another format or version fails with ErrVersion, even when
+// it holds fields this version does not define.
 func ParseConfig(b []byte) (*Config, error) {
+	// The format and version first, leniently: a later version may add
+	// fields, and its config is unsupported, not corrupt.
+	var head struct {
+		Format  string          `json:"format"`
+		Version int             `json:"version"`
+		Codec   json.RawMessage `json:"codec"` // non-nil when present, even as null
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("%w: config: %v", ErrCorrupt, err)
+	}
+	if head.Format != FormatName || (head.Version != Version && head.Version != Version2) {
+		return nil, fmt.Errorf("%w: repository is %q version %d, this build reads %q versions %d and %d",
+			ErrVersion, head.Format, head.Version, FormatName, Version, Version2)
+	}
 	var c Config
 	if err := strictUnmarshal("config", b, &c); err != nil {
 		return nil, err
 	}
-	if c.Format != FormatName || c.Version != Version {
-		return nil, fmt.Errorf("%w: repository is %q version %d, this build reads %q version %d",
-			ErrVersion, c.Format, c.Version, FormatName, Version)
+	switch {
+	case c.Version == Version && head.Codec != nil:
+		return nil, fmt.Errorf("%w: config: a version %d config has no codec field", ErrCorrupt, Version)
+	case c.Version == Version2 && c.Codec != CodecZstd && c.Codec != CodecS2:
+		return nil, fmt.Errorf("%w: config: codec %q (want %q or %q)", ErrCorrupt, c.Codec, CodecZstd, CodecS2)
 	}
 	if c.PackSize < 1<<20 || c.PackSize > MaxPackSize/2 {
 		return nil, fmt.Errorf("%w: config: pack size %d out of range", ErrCorrupt, c.PackSize)

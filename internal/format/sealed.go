@@ -28,14 +28,14 @@ func sealedAD(magic string, gen uint32, h *Handle) []byte {
 	return append(ad, h[:]...)
 }
 
-// SealObject encodes (zstd when it pays) and seals plaintext as a metadata
-// object named id.
+// SealObject encodes (zstd when it pays, whatever the repository's chunk
+// codec) and seals plaintext as a metadata object named id.
 func SealObject(magic string, metaKey *crypto.Key, gen uint32, h *Handle, id *crypto.ID, plaintext []byte) ([]byte, error) {
 	c, err := crypto.NewObjectCipher(metaKey, id)
 	if err != nil {
 		return nil, err
 	}
-	payload := Encode(nil, plaintext, true)
+	payload := Encode(nil, plaintext, EncodingZstd)
 	ad := sealedAD(magic, gen, h)
 	out := make([]byte, 0, sealedHdr+len(payload)+crypto.Overhead)
 	out = append(out, ad[:sealedHdr]...)
@@ -54,6 +54,18 @@ func SealedGen(magic string, obj []byte) (uint32, error) {
 // OpenObject authenticates and decodes a sealed metadata object. metaKey
 // must be the key of the generation SealedGen reports.
 func OpenObject(magic string, metaKey *crypto.Key, h *Handle, id *crypto.ID, obj []byte) ([]byte, error) {
+	payload, err := OpenObjectPayload(magic, metaKey, h, id, obj)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(nil, payload, -1)
+}
+
+// OpenObjectPayload is OpenObject without the decoding: it returns the
+// payload, still encoded, for a reader that checks its encoding against
+// the repository's version first (Config.CheckPayload), then decodes it
+// with Decode(nil, payload, -1).
+func OpenObjectPayload(magic string, metaKey *crypto.Key, h *Handle, id *crypto.ID, obj []byte) ([]byte, error) {
 	gen, err := SealedGen(magic, obj)
 	if err != nil {
 		return nil, err
@@ -62,9 +74,5 @@ func OpenObject(magic string, metaKey *crypto.Key, h *Handle, id *crypto.ID, obj
 	if err != nil {
 		return nil, err
 	}
-	payload, err := c.Open(nil, 0, obj[sealedHdr:], sealedAD(magic, gen, h))
-	if err != nil {
-		return nil, err
-	}
-	return Decode(nil, payload, -1)
+	return c.Open(nil, 0, obj[sealedHdr:], sealedAD(magic, gen, h))
 }

@@ -61,6 +61,13 @@ const (
 // version: readers must decode any valid frame, whatever produced it.
 const frozenZstd = "28b52ffd400058009d0100b2020a12a0890094609349dbe34a489000a08a42a80be50cb845664e01870f81487c6cb1d5539c0c4b6e19015417052c537101"
 
+// frozenS2 is one S2 block (github.com/klauspost/compress/s2, block
+// format) of jackText, as produced once by s2.Encode: the decoded length
+// as a uvarint (344), a 43-byte literal, a copy (8 bytes at offset 43) and
+// a repeat (S2's extension to Snappy: a 1-byte-offset copy with offset 0
+// reuses the last offset; here for 293 bytes). Frozen like frozenZstd.
+const frozenS2 = "d802a8616c6c20776f726b20616e64206e6f20706c6179206d616b6573206a61636b20612064756c6c20626f790a112b19002100"
+
 var jackText = strings.Repeat("all work and no play makes jack a dull boy\n", 8)
 
 // fixed returns n bytes determined by label: the fixed "random" inputs of
@@ -237,6 +244,28 @@ func zstdRLEFrame(b byte, n int) []byte {
 	f := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x20, byte(n)} // n < 256
 	bh := uint32(1) | uint32(1)<<1 | uint32(n)<<3
 	return append(f, byte(bh), byte(bh>>8), byte(bh>>16), b)
+}
+
+// s2LiteralBlock returns an S2 block (as Snappy's) holding data as one
+// literal: the decoded length as a uvarint, then a literal tag (tag type
+// 0b00; lengths up to 60 in the tag's upper six bits as length-1, longer
+// ones as length-1 in the 1 or 2 little-endian bytes that follow, tag
+// values 60 and 61), then the bytes.
+func s2LiteralBlock(data []byte) []byte {
+	b := binary.AppendUvarint(nil, uint64(len(data)))
+	switch n := len(data) - 1; {
+	case len(data) == 0:
+		return b
+	case n < 60:
+		b = append(b, byte(n)<<2)
+	case n < 1<<8:
+		b = append(b, 60<<2, byte(n))
+	case n < 1<<16:
+		b = append(b, 61<<2, byte(n), byte(n>>8))
+	default:
+		panic("s2LiteralBlock: data too long")
+	}
+	return append(b, data...)
 }
 
 // vecNode is a tree node as the vector headers spell it.
@@ -668,8 +697,31 @@ func generateVectors() []*vecFile {
   },
   "pack_size": 16777216
 }`, repoID)
-		u := newVec("config_version_2.txt", "unsupported version", "a config from a later format version")
-		u.body = fmt.Appendf(nil, `{"format":"reprise.dev/v2","version":2,"id":"%x","created":"2024-05-01T12:00:00Z","chunker":{"min":262144,"avg":1048576,"max":4194304},"pack_size":16777216}`, repoID)
+		s2 := newVec("config_v2_s2.txt", "success", "a version 2 config: the repository's chunks are compressed with S2 (payload encoding 2)")
+		s2.add("repository id", repoID)
+		s2.add("codec", "s2")
+		s2.add("chunk encoding", 2)
+		s2.body = fmt.Appendf(nil, `{
+  "format": "reprise.dev/v1",
+  "version": 2,
+  "id": "%x",
+  "created": "2024-05-01T12:00:00Z",
+  "chunker": {
+    "min": 262144,
+    "avg": 1048576,
+    "max": 4194304
+  },
+  "pack_size": 16777216,
+  "codec": "s2"
+}`, repoID)
+		u := newVec("config_version_3.txt", "unsupported version", "a config from a later format version, with a codec version 2 does not define: unsupported, not corrupt")
+		u.body = fmt.Appendf(nil, `{"format":"reprise.dev/v1","version":3,"id":"%x","created":"2024-05-01T12:00:00Z","chunker":{"min":262144,"avg":1048576,"max":4194304},"pack_size":16777216,"codec":"lz4"}`, repoID)
+		f := newVec("config_format_v2.txt", "unsupported version", "a config of another format name (reprise.dev/v2): version 2 keeps the name reprise.dev/v1")
+		f.body = fmt.Appendf(nil, `{"format":"reprise.dev/v2","version":2,"id":"%x","created":"2024-05-01T12:00:00Z","chunker":{"min":262144,"avg":1048576,"max":4194304},"pack_size":16777216,"codec":"s2"}`, repoID)
+		nc := newVec("config_v2_no_codec.txt", "corrupt", "a version 2 config without its required codec field")
+		nc.body = fmt.Appendf(nil, `{"format":"reprise.dev/v1","version":2,"id":"%x","created":"2024-05-01T12:00:00Z","chunker":{"min":262144,"avg":1048576,"max":4194304},"pack_size":16777216}`, repoID)
+		vc := newVec("config_v1_codec.txt", "corrupt", "a version 1 config with a codec field, which version 1 does not define")
+		vc.body = fmt.Appendf(nil, `{"format":"reprise.dev/v1","version":1,"id":"%x","created":"2024-05-01T12:00:00Z","chunker":{"min":262144,"avg":1048576,"max":4194304},"pack_size":16777216,"codec":"zstd"}`, repoID)
 		x := newVec("config_unknown_field.txt", "corrupt", "a config with a field this version does not define")
 		x.body = fmt.Appendf(nil, `{"format":"reprise.dev/v1","version":1,"id":"%x","created":"2024-05-01T12:00:00Z","chunker":{"min":262144,"avg":1048576,"max":4194304},"pack_size":16777216,"compression":"lz4"}`, repoID)
 		d := newVec("config_duplicate_field.txt", "corrupt", "a config naming pack_size twice (a reader keeping either value would give the object two meanings)")
@@ -832,8 +884,12 @@ func generateVectors() []*vecFile {
 		payload("payload_zstd_rle_block.txt", "success", "encoding 1: a zstd frame with one RLE block", append([]byte{1}, zstdRLEFrame('a', 100)...), 100, bytes.Repeat([]byte{'a'}, 100))
 		payload("payload_length_mismatch.txt", "corrupt", "a payload decoding to 15 bytes where 16 are expected", append([]byte{0}, hello...), 16, nil)
 		payload("payload_empty.txt", "corrupt", "no encoding byte", []byte{}, -1, nil)
-		payload("payload_unknown_encoding.txt", "corrupt", "encoding 2 is not defined", append([]byte{2}, hello...), -1, nil)
+		payload("payload_unknown_encoding.txt", "corrupt", "encoding 3 is not defined", append([]byte{3}, hello...), -1, nil)
 		payload("payload_zstd_garbage.txt", "corrupt", "encoding 1 followed by bytes that are not a zstd frame", append([]byte{1}, hello...), -1, nil)
+		payload("payload_s2.txt", "success", "encoding 2 (version 2): an S2 block with a literal, a copy and a repeat", append([]byte{2}, mustHex(frozenS2)...), len(jack), jack)
+		payload("payload_s2_literal.txt", "success", "encoding 2 (version 2): an S2 block holding one literal", append([]byte{2}, s2LiteralBlock(hello)...), len(hello), hello)
+		payload("payload_s2_length_mismatch.txt", "corrupt", "the payload_s2.txt block, which states 344 bytes, read where 343 are expected: refused before decoding", append([]byte{2}, mustHex(frozenS2)...), len(jack)-1, nil)
+		payload("payload_s2_garbage.txt", "corrupt", "encoding 2 followed by bytes that are not an S2 block: the stated length (its first byte, 104) is the one expected, but the first tag copies from before the start", append([]byte{2}, hello...), int(hello[0]), nil)
 	}
 	return out
 }

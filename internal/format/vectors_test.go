@@ -610,6 +610,12 @@ func checkConfig(t *testing.T, v *vector) error {
 	if id := v.id(t, "repository id"); c.ID != id {
 		t.Errorf("id %s, want %s", c.ID, id)
 	}
+	if v.has("codec") && c.Codec != v.one(t, "codec") {
+		t.Errorf("codec %q, want %q", c.Codec, v.one(t, "codec"))
+	}
+	if v.has("chunk encoding") && int(c.ChunkEncoding()) != v.int(t, "chunk encoding") {
+		t.Errorf("chunk encoding %d, want %d", c.ChunkEncoding(), v.int(t, "chunk encoding"))
+	}
 	eqBytes(t, "re-encoded config", marshalIndent(t, c), v.body)
 	return nil
 }

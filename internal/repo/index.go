@@ -238,7 +238,14 @@ func (t *Tenant) openSealed(magic string, id *crypto.ID, b []byte) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	return format.OpenObject(magic, &keys.Metadata, &t.Handle, id, b)
+	payload, err := format.OpenObjectPayload(magic, &keys.Metadata, &t.Handle, id, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Repo.Config.CheckPayload(payload); err != nil {
+		return nil, err
+	}
+	return format.Decode(nil, payload, -1)
 }
 
 // WriteIndex stores an index object listing packs, under a fresh random

@@ -203,6 +203,9 @@ func (l *Loader) Open(dst []byte, id crypto.ID, loc Loc, p PackRef, sealed []byt
 		return nil, fail(err)
 	}
 	t1 := time.Now()
+	if err := l.t.Repo.Config.CheckPayload(payload); err != nil {
+		return nil, fail(err)
+	}
 	out, err := format.Decode(dst, payload, int(b.RawLen))
 	if err != nil {
 		return nil, fail(err)

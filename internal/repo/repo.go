@@ -72,6 +72,9 @@ type InitOptions struct {
 	// to about half a second on this machine.
 	Argon2 *crypto.Argon2Params
 	Label  string
+	// Codec compresses the repository's chunks: format.CodecZstd (or
+	// empty: a version 1 repository) or format.CodecS2 (version 2).
+	Codec string
 }
 
 // Repo is an open repository.
@@ -115,13 +118,17 @@ func Init(ctx context.Context, st storage.Storage, cred Credentials, opts InitOp
 	if err := (chunk.Params{Min: opts.Chunker.Min, Avg: opts.Chunker.Avg, Max: opts.Chunker.Max}).Validate(); err != nil || opts.Chunker == (format.Chunker{}) {
 		return nil, fmt.Errorf("init: explicit, valid chunker parameters are required: %v", err)
 	}
+	codec := opts.Codec
+	if codec == "" {
+		codec = format.CodecZstd
+	}
 	id, err := crypto.RandomID()
 	if err != nil {
 		return nil, err
 	}
-	cfg := &format.Config{
-		Format: format.FormatName, Version: format.Version, ID: id,
-		Created: time.Now().UTC().Truncate(time.Second), Chunker: opts.Chunker, PackSize: opts.PackSize,
+	cfg, err := format.NewConfig(id, time.Now().UTC().Truncate(time.Second), opts.Chunker, opts.PackSize, codec)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
 	}
 	rk, err := crypto.RandomKey()
 	if err != nil {

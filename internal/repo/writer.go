@@ -22,7 +22,9 @@ type WriterOptions struct {
 	Sealers int
 	// Uploads is the number of packs uploaded at once; 0 means 2.
 	Uploads int
-	// NoCompress stores every chunk uncompressed.
+	// NoCompress stores every chunk uncompressed. Otherwise chunks are
+	// compressed, when it pays, with the repository's codec
+	// (format.Config.ChunkEncoding).
 	NoCompress bool
 	// IndexEvery writes an index object after this many packs are durable,
 	// so an interrupted backup loses little dedup information; 0 means 8.
@@ -44,6 +46,7 @@ type Writer struct {
 	gen  uint32
 	keys *crypto.TenantKeys
 	opts WriterOptions
+	enc  byte // payload encoding chunks are compressed with (format.Encode)
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -104,8 +107,12 @@ func (t *Tenant) NewWriter(ctx context.Context, idx *Index, opts WriterOptions) 
 		opts.IndexEvery = 8
 	}
 	gen, keys := t.Current()
+	enc := t.Repo.Config.ChunkEncoding()
+	if opts.NoCompress {
+		enc = format.EncodingRaw
+	}
 	w := &Writer{
-		t: t, idx: idx, gen: gen, keys: keys, opts: opts,
+		t: t, idx: idx, gen: gen, keys: keys, opts: opts, enc: enc,
 		pending: make(map[crypto.ID]struct{}),
 		jobs:    make(chan sealJob, 2*opts.Sealers),
 		uploads: make(chan *format.PackBuilder, opts.Uploads),
@@ -225,7 +232,7 @@ func (w *Writer) seal() {
 			w.release(j)
 			continue // drain
 		}
-		payload := format.EncodeFramed(enc[:0], j.data, !w.opts.NoCompress)
+		payload := format.EncodeFramed(enc[:0], j.data, w.enc)
 		if &payload[0] != &j.data[0] {
 			enc = payload // compressed: keep the grown buffer
 		}
