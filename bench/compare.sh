@@ -66,9 +66,8 @@ else
 	done
 	[ -n "$base" ] || die "/tmp, /var/tmp and \$HOME are all tmpfs or unwritable: set BENCH_DIR to a directory on disk"
 fi
-# Original and edited reference, then per run (a tool in a round) a
-# working copy, a restore and a repository, all kept until the end.
-need=$((size * (2 + 8 * rounds) + 512))
+# Original, edited reference, working copy, restore, three repositories.
+need=$((size * 6 + 512))
 avail=$(($(df --output=avail -k "$base" | tail -n 1) / 1024))
 [ "$avail" -ge "$need" ] || die "$base has $avail MiB free; about $need MiB are needed"
 work=$(mktemp -d "$base/reprise-compare.XXXXXX")
@@ -219,13 +218,13 @@ run_tool() {
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$tool" \
 		"$t1" "$m1" "$s1" "$t2" "$m2" "$((s2 - s1))" "$t3" "$m3" "$topen" "${added2// /_}" >>"$results"
 	log "round $round, $tool: backup ${t1}s ${m1}KiB, repo $s1 B; 2nd backup ${t2}s, +$((s2 - s1)) B; restore ${t3}s ${m3}KiB, verified"
-	# Nothing is deleted until the end of the benchmark: on ext4, creating
-	# a file scans past the inodes freed in the last minutes (the kernel's
-	# recently_deleted check; a third of a restore's CPU in a perf profile
-	# here, right after removing a previous run's 13,000 files), so a tool
-	# measured soon after another's cleanup paid for it.
-	mv "$d" "$work/run/$tool-round$round"
-	# Let the filesystem finish with what was just written (writeback),
+	if [ "${KEEP:-}" = 1 ]; then
+		mv "$d" "$work/run/$tool-round$round"
+	else
+		rm -rf "$d"
+	fi
+	# Let the filesystem finish with what was just written and deleted
+	# (writeback, and discards on a filesystem mounted with -o discard),
 	# so that it does not slow down the next tool's measurement.
 	sync
 	sleep "${SETTLE:-5}"
