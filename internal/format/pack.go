@@ -250,10 +250,12 @@ func (o *BlobOpener) Open(dst []byte, c *crypto.ObjectCipher, gen uint32, h *Han
 func (o *BlobOpener) Decrypt(c *crypto.ObjectCipher, gen uint32, h *Handle, b *BlobInfo, sealed []byte) ([]byte, error) {
 	o.ad = ChunkAD(o.ad[:0], gen, h, b.Kind, &b.ID)
 	if cap(o.payload) < len(sealed) {
-		// Grown by doubling: AEAD Open would allocate exactly what each
-		// larger blob needs, and chunk sizes vary, so a restore would
-		// clear a new buffer of megabytes every few chunks.
-		o.payload = make([]byte, 0, max(len(sealed), 2*cap(o.payload)))
+		// Grown with a quarter to spare: AEAD Open would allocate exactly
+		// what each larger blob needs, and chunk sizes vary, so a restore
+		// would clear a new buffer of megabytes every few chunks; doubling
+		// would hold up to twice the largest chunk per decoder, outside
+		// the restore's memory budget.
+		o.payload = make([]byte, 0, len(sealed)+len(sealed)/4)
 	}
 	payload, err := c.Open(o.payload[:0], uint64(b.Seq), sealed, o.ad)
 	if err != nil {
