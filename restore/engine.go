@@ -45,7 +45,10 @@ import (
 //     verify each chunk of a span, and write it with WriteAt into its
 //     pre-sized file (an all-zero chunk is not written: the file is
 //     sparse there), or, for a stream, into the span's plaintext buffer
-//     that the writer copies out in order.
+//     that the writer copies out in order. A stream span whose chunks are
+//     all stored raw (incompressible data) is decrypted in place instead:
+//     its sealed bytes become its output, with no plaintext buffer, no
+//     budget for one, and no copy.
 //
 // A span that cannot be read whole (missing or truncated pack, transport
 // error) or a chunk that fails to open falls back to repo.Loader.Load,
@@ -92,6 +95,7 @@ type span struct {
 	sealed    *[]byte
 	out       *[]byte // stream: plaintext of the entries, in span order
 	unwritten int     // stream: entries the writer has yet to copy out
+	inPlace   bool    // stream: every chunk stored raw, decrypted inside sealed
 	fetchErr  error
 	err       error         // stream: the first failure
 	done      chan struct{} // stream: closed when decoded
@@ -205,13 +209,14 @@ func (e *engine) release(sp *span) {
 	}
 }
 
-// written gives back a stream span's plaintext and its budget.
+// written gives back a stream span's plaintext and its budget (for a span
+// decrypted in place, the sealed bytes' too).
 func (e *engine) written(sp *span) {
 	putBuf(sp.out)
 	sp.out = nil
-	if sp.rawCost > 0 {
-		e.budget.Release(sp.rawCost)
-		sp.rawCost = 0
+	if n := sp.rawCost + sp.cost; n > 0 {
+		e.budget.Release(n)
+		sp.rawCost, sp.cost = 0, 0
 	}
 }
 
@@ -313,6 +318,10 @@ func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch,
 
 func (e *engine) decodeOrdered(ctx context.Context, sp *span, scratch *repo.Scratch) {
 	defer close(sp.done)
+	if sp.inPlace && sp.fetchErr == nil {
+		e.decodeInPlace(ctx, sp, scratch)
+		return
+	}
 	sp.out = getBuf(int(sp.rawLen) + format.DecodeSlack)
 	out := (*sp.out)[:0]
 	for i := range sp.entries {
@@ -335,6 +344,49 @@ func (e *engine) decodeOrdered(ctx context.Context, sp *span, scratch *repo.Scra
 	}
 	*sp.out = out
 	e.release(sp) // the sealed bytes are no longer needed
+}
+
+// decodeInPlace decodes a stream span whose chunks are all stored raw
+// (incompressible data) inside its sealed bytes: each chunk's plaintext is
+// its sealed bytes less the encoding byte and the tag, so the span needs no
+// plaintext buffer (nor budget for one) and nothing is copied. The sealed
+// buffer becomes the span's output, held until written. A chunk that fails
+// here (damaged, or not raw after all) is loaded again through the loader,
+// which tries other copies, and put in its own place: its plaintext is
+// shorter than its sealed bytes.
+func (e *engine) decodeInPlace(ctx context.Context, sp *span, scratch *repo.Scratch) {
+	buf := *sp.sealed
+	var tmp []byte
+	for i := range sp.entries {
+		en := &sp.entries[i]
+		if i > 0 && sp.entries[i-1].id == en.id {
+			en.off = sp.entries[i-1].off // the same chunk: decoded once
+			continue
+		}
+		at := en.loc.Offset - sp.off
+		out, err := e.l.OpenInPlace(en.id, en.loc, sp.pack, buf[at:at+en.loc.SealedLen], scratch)
+		if err == nil && len(out) == int(en.n) {
+			en.off = int64(at) + 1 // after the encoding byte
+			continue
+		}
+		if ctx.Err() != nil {
+			sp.err = ctx.Err()
+			break
+		}
+		tmp, err = e.l.Load(ctx, en.id, tmp[:0], scratch)
+		if err == nil && len(tmp) != int(en.n) {
+			err = &repo.ChunkError{ID: en.id, Err: fmt.Errorf("%w: %d bytes, tree says %d", format.ErrCorrupt, len(tmp), en.n)}
+		}
+		if err != nil {
+			sp.err = err
+			break
+		}
+		en.off = int64(at)
+		copy(buf[at:], tmp)
+	}
+	// The sealed buffer is now the output: its budget (sp.cost) is given
+	// back once the span is written.
+	sp.out, sp.sealed = sp.sealed, nil
 }
 
 // planSorted cuts entries, sorted by pack and offset, into spans.

@@ -92,7 +92,10 @@ func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.
 				return
 			}
 			entries = append(entries, entry{id: r.ID, loc: loc, n: r.Len, off: int64(len(entries))})
-			size += int64(loc.SealedLen) + int64(r.Len)
+			size += int64(loc.SealedLen)
+			if loc.SealedLen != repo.RawSealedLen(r.Len) {
+				size += int64(r.Len) // a plaintext buffer too (see submitWindow)
+			}
 			if size >= e.window || len(entries) == windowEntries || i == len(refs)-1 {
 				e.submitWindow(ctx, entries)
 				entries, size = nil, 0
@@ -180,7 +183,16 @@ func (e *engine) submitWindow(ctx context.Context, entries []entry) {
 	e.cut(entries, func(sp *span) {
 		sp.done = make(chan struct{})
 		sp.cost = classSize(int64(sp.end - sp.off))
-		sp.rawCost = classSize(sp.rawLen + format.DecodeSlack)
+		sp.inPlace = true
+		for i := range sp.entries {
+			if en := &sp.entries[i]; en.loc.SealedLen != repo.RawSealedLen(en.n) {
+				sp.inPlace = false
+				break
+			}
+		}
+		if !sp.inPlace {
+			sp.rawCost = classSize(sp.rawLen + format.DecodeSlack)
+		}
 		sp.unwritten = len(sp.entries)
 		total += sp.cost + sp.rawCost
 		for i := range sp.entries {

@@ -244,6 +244,14 @@ func (o *BlobOpener) Open(dst []byte, c *crypto.ObjectCipher, gen uint32, h *Han
 	return Decode(dst, payload, int(b.RawLen))
 }
 
+// DecryptInPlace is Decrypt into sealed itself: the payload it returns
+// aliases sealed, whose bytes are overwritten (also on failure). A chunk
+// stored raw is then its payload minus the encoding byte, with no copy.
+func (o *BlobOpener) DecryptInPlace(c *crypto.ObjectCipher, gen uint32, h *Handle, b *BlobInfo, sealed []byte) ([]byte, error) {
+	o.ad = ChunkAD(o.ad[:0], gen, h, b.Kind, &b.ID)
+	return c.Open(sealed[:0], uint64(b.Seq), sealed, o.ad)
+}
+
 // Decrypt authenticates and decrypts a blob, returning its payload (still
 // encoded; see Decode). The result aliases the opener's scratch buffer
 // until the next call.

@@ -225,6 +225,50 @@ func (l *Loader) Open(dst []byte, id crypto.ID, loc Loc, p PackRef, sealed []byt
 	return out, nil
 }
 
+// OpenInPlace is Open for a chunk stored raw, decrypted inside sealed: the
+// plaintext it returns aliases sealed, which it overwrites, and nothing is
+// copied. A chunk that is not stored raw fails with ErrNotRaw (its bytes
+// in sealed destroyed): the caller reads it again with Load.
+func (l *Loader) OpenInPlace(id crypto.ID, loc Loc, p PackRef, sealed []byte, s *Scratch) ([]byte, error) {
+	fail := func(err error) error { return &ChunkError{ID: id, Object: l.t.PackKey(p.ID), Err: err} }
+	c, err := l.PackCipher(p)
+	if err != nil {
+		return nil, fail(err)
+	}
+	b := format.BlobInfo{Kind: loc.Kind, ID: id, Seq: loc.Seq, RawLen: loc.RawLen}
+	t0 := time.Now()
+	payload, err := s.opener.DecryptInPlace(c, p.Gen, &l.t.Handle, &b, sealed)
+	if err != nil {
+		return nil, fail(err)
+	}
+	if len(payload) == 0 || payload[0] != format.EncodingRaw {
+		return nil, fail(ErrNotRaw)
+	}
+	out := payload[1:]
+	if len(out) != int(b.RawLen) {
+		return nil, fail(fmt.Errorf("%w: payload holds %d bytes, want %d", format.ErrCorrupt, len(out), b.RawLen))
+	}
+	t1 := time.Now()
+	h, err := l.hasherFor(s, p.Gen)
+	if err != nil {
+		return nil, fail(err)
+	}
+	if h.Sum(out) != id {
+		return nil, fail(ErrChunkMismatch)
+	}
+	l.Decrypt.Add(int64(t1.Sub(t0)))
+	l.Verify.Add(int64(time.Since(t1)))
+	return out, nil
+}
+
+// ErrNotRaw reports a chunk OpenInPlace cannot open: it is compressed.
+var ErrNotRaw = errors.New("chunk is not stored raw")
+
+// RawSealedLen is the sealed length of a chunk of n bytes stored raw: an
+// encoding byte and the AEAD tag more. (A compressed chunk is always
+// shorter: compression is kept only when it saves 1/32.)
+func RawSealedLen(n uint32) uint32 { return n + 1 + crypto.Overhead }
+
 func growLen(b []byte, n int) []byte {
 	if cap(b) < n {
 		return make([]byte, n)
