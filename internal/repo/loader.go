@@ -211,12 +211,8 @@ func (l *Loader) Open(dst []byte, id crypto.ID, loc Loc, p PackRef, sealed []byt
 		return nil, fail(err)
 	}
 	t2 := time.Now()
-	h, err := l.hasherFor(s, p.Gen)
-	if err != nil {
+	if err := l.verify(s, p.Gen, out[start:], id); err != nil {
 		return nil, fail(err)
-	}
-	if h.Sum(out[start:]) != id {
-		return nil, fail(ErrChunkMismatch)
 	}
 	t3 := time.Now()
 	l.Decrypt.Add(int64(t1.Sub(t0)))
@@ -249,16 +245,25 @@ func (l *Loader) OpenInPlace(id crypto.ID, loc Loc, p PackRef, sealed []byte, s 
 		return nil, fail(fmt.Errorf("%w: payload holds %d bytes, want %d", format.ErrCorrupt, len(out), b.RawLen))
 	}
 	t1 := time.Now()
-	h, err := l.hasherFor(s, p.Gen)
-	if err != nil {
+	if err := l.verify(s, p.Gen, out, id); err != nil {
 		return nil, fail(err)
-	}
-	if h.Sum(out) != id {
-		return nil, fail(ErrChunkMismatch)
 	}
 	l.Decrypt.Add(int64(t1.Sub(t0)))
 	l.Verify.Add(int64(time.Since(t1)))
 	return out, nil
+}
+
+// verify checks that plaintext hashes to id under generation gen's chunk
+// ID key: the last check of Open and OpenInPlace.
+func (l *Loader) verify(s *Scratch, gen uint32, plaintext []byte, id crypto.ID) error {
+	h, err := l.hasherFor(s, gen)
+	if err != nil {
+		return err
+	}
+	if h.Sum(plaintext) != id {
+		return ErrChunkMismatch
+	}
+	return nil
 }
 
 // ErrNotRaw reports a chunk OpenInPlace cannot open: it is compressed.
