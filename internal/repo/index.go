@@ -154,6 +154,9 @@ func (t *Tenant) loadIndex(ctx context.Context, skip map[crypto.ID]bool, keepEnt
 	}
 }
 
+// indexReaders bounds the index objects read at once.
+const indexReaders = 32
+
 func (t *Tenant) loadIndexOnce(ctx context.Context, skip map[crypto.ID]bool, keepEntries bool) (idx *Index, bad []BadObject, keys []string, entries []format.PackEntry, vanished bool, err error) {
 	idx = NewIndex()
 	prefix := t.DataPrefix() + "i/"
@@ -165,7 +168,10 @@ func (t *Tenant) loadIndexOnce(ctx context.Context, skip map[crypto.ID]bool, kee
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	// Every index object is read in the same round trip (a restore pays
+	// this one before its first byte), up to a bound on the memory they
+	// take while being decoded.
+	g.SetLimit(indexReaders)
 	for _, key := range keys {
 		g.Go(func() error {
 			packs, err := t.readIndex(gctx, key)

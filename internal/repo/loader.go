@@ -167,22 +167,53 @@ func (l *Loader) loadFrom(ctx context.Context, st storage.Storage, id crypto.ID,
 // short object fails with format.ErrCorrupt. The caller falls back to Load,
 // chunk by chunk, for precise errors and other copies.
 func (l *Loader) ReadRange(ctx context.Context, p PackRef, off, n uint32, dst []byte) ([]byte, error) {
-	start := time.Now()
-	rc, err := l.t.Repo.St.Get(ctx, l.t.PackKey(p.ID), int64(off), int64(n))
+	r, err := l.OpenRange(ctx, p, off, n)
 	if err != nil {
 		return dst, err
 	}
-	defer rc.Close()
-	dst = growLen(dst, int(n))
-	if _, err := io.ReadFull(rc, dst); err != nil {
+	return r.ReadInto(dst)
+}
+
+// OpenRange sends the request for the bytes [off, off+n) of pack p, and
+// returns once the store answers, before the bytes are read: the first
+// half of ReadRange. A restore opens ranges ahead of having the memory to
+// hold them, so that a store's latency is paid while earlier ranges are
+// decoded, not while memory waits empty. The caller must call ReadInto or
+// Close.
+func (l *Loader) OpenRange(ctx context.Context, p PackRef, off, n uint32) (*Range, error) {
+	start := time.Now()
+	rc, err := l.t.Repo.St.Get(ctx, l.t.PackKey(p.ID), int64(off), int64(n))
+	if err != nil {
+		return nil, err
+	}
+	return &Range{l: l, rc: rc, n: n, wait: time.Since(start)}, nil
+}
+
+// Range is a pack range whose request was answered (see OpenRange).
+type Range struct {
+	l    *Loader
+	rc   io.ReadCloser
+	n    uint32
+	wait time.Duration // the request's time until the store answered
+}
+
+// ReadInto reads the range into dst (grown as needed) and closes it.
+func (r *Range) ReadInto(dst []byte) ([]byte, error) {
+	defer r.rc.Close()
+	start := time.Now()
+	dst = growLen(dst, int(r.n))
+	if _, err := io.ReadFull(r.rc, dst); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = fmt.Errorf("%w: pack truncated", format.ErrCorrupt)
 		}
 		return dst, err
 	}
-	l.Fetch.Add(int64(time.Since(start)))
+	r.l.Fetch.Add(int64(r.wait + time.Since(start)))
 	return dst, nil
 }
+
+// Close abandons the range unread.
+func (r *Range) Close() error { return r.rc.Close() }
 
 // Open authenticates, decrypts, decodes and verifies a sealed chunk already
 // read from its pack, appending the plaintext to dst.
