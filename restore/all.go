@@ -22,7 +22,7 @@ import (
 type AllOptions struct {
 	// Options applies to each tenant's restore. Options.Concurrency is
 	// the global number of ranged reads in flight, shared by the tenants
-	// restored at once (0 means 16), and Options.MemoryLimit the global
+	// restored at once (0 means 32), and Options.MemoryLimit the global
 	// memory budget, shared by all of them (0 means 64 MiB).
 	Options
 	// Tenants limits the restore to these tenants; empty means all.
@@ -67,7 +67,7 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 	}
 	o := *opts
 	if o.Concurrency <= 0 {
-		o.Concurrency = 16
+		o.Concurrency = defaultConcurrency
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 8

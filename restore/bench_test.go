@@ -122,24 +122,24 @@ func BenchmarkRestoreDir(b *testing.B) {
 	}
 }
 
-// BenchmarkRestoreLatency restores a 256 MiB stream through a backend
+// BenchmarkRestoreLatency restores a 1 GiB stream through a backend
 // answering every request after 20 ms (storage/faulty), alternating with
 // the same restore without latency, and reports both throughputs and
-// their ratio: issue #7 asks for at least 80%. The fixed round trips of a
-// restore (snapshot and index, tree, run record: about 3, so 60 ms) are
-// paid once per restore, so they weigh more on a small snapshot; in
-// steady state the reads in flight must cover the bandwidth-delay
-// product, so the ratio depends on MemoryLimit (two settings run).
+// their ratio: issue #7 asks for at least 80%. "ratio" is over the whole
+// restore, which pays five round trips that no pipelining hides (snapshot
+// and index list, index objects, tree, first span, run record: 100 ms);
+// "steady-ratio" from the first byte written to the last. Requests are
+// sent ahead of the memory budget, so what hides the latency is the
+// number of requests in flight (Options.Concurrency), not MemoryLimit:
+// the default and half of it run.
 func BenchmarkRestoreLatency(b *testing.B) {
-	const size = 256 << 20
+	const size = 1 << 30
 	mem := storage.NewMem()
 	lat := faulty.New(mem, 1)
 	ten, id := streamRepo(b, lat, "random", size)
 	ctx := context.Background()
-	// The default budget, and one large enough for the 20 ms
-	// bandwidth-delay product at this machine's decode speed.
-	for _, limit := range []int64{0, 256 << 20} {
-		b.Run(fmt.Sprintf("limit=%dMiB", limit>>20), func(b *testing.B) {
+	for _, conc := range []int{0, 16} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			var total, steady [2]time.Duration // at 0 and 20 ms
 			b.SetBytes(2 * size)
 			for b.Loop() {
@@ -151,12 +151,11 @@ func BenchmarkRestoreLatency(b *testing.B) {
 					runtime.GC()
 					w := &firstWrite{}
 					t0 := time.Now()
-					if _, err := restore.Stream(ctx, ten, id, w, &restore.Options{MemoryLimit: limit}); err != nil {
+					if _, err := restore.Stream(ctx, ten, id, w, &restore.Options{Concurrency: conc}); err != nil {
 						b.Fatal(err)
 					}
-					end := time.Now()
-					total[i] += end.Sub(t0)
-					steady[i] += end.Sub(w.at)
+					total[i] += time.Since(t0)
+					steady[i] += w.last.Sub(w.at)
 				}
 			}
 			lat.ClearRules()
@@ -164,20 +163,18 @@ func BenchmarkRestoreLatency(b *testing.B) {
 			b.ReportMetric(mbs(total[0]), "MB/s@0ms")
 			b.ReportMetric(mbs(total[1]), "MB/s@20ms")
 			b.ReportMetric(total[0].Seconds()/total[1].Seconds(), "ratio")
-			// From the first byte written to the last: the throughput
-			// once the fixed round trips (snapshot, index, first span)
-			// are paid, which is what a large restore sees.
 			b.ReportMetric(steady[0].Seconds()/steady[1].Seconds(), "steady-ratio")
 		})
 	}
 }
 
-// firstWrite is io.Discard that notes when the first byte came.
-type firstWrite struct{ at time.Time }
+// firstWrite is io.Discard that notes when the first and last bytes came.
+type firstWrite struct{ at, last time.Time }
 
 func (w *firstWrite) Write(p []byte) (int, error) {
+	w.last = time.Now()
 	if w.at.IsZero() {
-		w.at = time.Now()
+		w.at = w.last
 	}
 	return len(p), nil
 }

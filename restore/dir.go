@@ -293,7 +293,7 @@ func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 // so the next batch gets a new one.
 func (d *dirRestore) flush(ctx context.Context) {
 	if len(d.batch) > 0 {
-		d.e.planSorted(ctx, d.batch)
+		d.e.planSorted(d.batch)
 	}
 	d.batch, d.files = nil, 0
 }

@@ -34,12 +34,18 @@ import (
 //     (about a quarter of the budget each), which the writer then takes
 //     in stream order (see copyOrdered).
 //   - Fetchers (Options.Concurrency of them) read each span with one
-//     ranged read. Before a span is handed to them its bytes are taken
-//     from the memory budget (Options.MemoryLimit), in plan order, so the
-//     sealed and (for streams) plaintext bytes in flight never exceed the
-//     cap whatever the snapshot's size, and an ordered stream cannot
-//     deadlock: a stream's window is charged whole, before any span of a
-//     later window, so every span the writer waits for got its budget.
+//     ranged read, in two steps. A fetcher sends the request first, and
+//     only once the store has answered does it take the span's bytes from
+//     the memory budget (Options.MemoryLimit) and read them: the store's
+//     latency is paid while the budget's bytes are being decoded and
+//     written, not while they wait for data, so the budget needs to cover
+//     the time to decode a span, not a round trip (a response not yet read
+//     holds only the transport's buffers). Charges are taken strictly in
+//     plan order (each waits for the one before, see charge), so the sealed
+//     and (for streams) plaintext bytes in flight never exceed the cap
+//     whatever the snapshot's size, and an ordered stream cannot deadlock:
+//     a stream's window is charged whole, before any span of a later
+//     window, so every span the writer waits for got its budget.
 //   - Decoders (GOMAXPROCS of them, twice that for a directory, whose
 //     decoders also wait on writes) authenticate, decrypt, decompress and
 //     verify each chunk of a span, and write it with WriteAt into its
@@ -56,14 +62,18 @@ import (
 // names the failing chunk and object precisely.
 //
 // Memory: the budget, plus one decode buffer (up to the chunker's Max) per
-// decoder, plus the plan of one or two batches (about 100 bytes per
-// entry).
+// decoder, plus the plan (about 100 bytes per entry) of one or two
+// batches, or of the stream windows queued for the writer (up to
+// Concurrency of them). Requests sent ahead of the budget hold no bytes.
 
 const (
-	defaultConcurrency = 16
+	defaultConcurrency = 32
 	defaultMemoryLimit = 64 << 20
 	// maxSpanCap bounds one ranged read.
 	maxSpanCap = 8 << 20
+	// spansPerBudget is how many spans of the largest size the budget
+	// holds.
+	spansPerBudget = 16
 	// maxGap is the largest hole between two wanted chunks of a pack that
 	// a span reads through rather than issuing another request: at object
 	// store latencies a request costs far more than 256 KiB of transfer.
@@ -96,6 +106,7 @@ type span struct {
 	out       *[]byte // stream: plaintext of the entries, in span order
 	unwritten int     // stream: entries the writer has yet to copy out
 	inPlace   bool    // stream: every chunk stored raw, decrypted inside sealed
+	charge    *charge // taken from the budget before the span is read
 	fetchErr  error
 	err       error         // stream: the first failure
 	done      chan struct{} // stream: closed when decoded
@@ -115,6 +126,9 @@ type engine struct {
 	orderq   chan *window // stream: windows in order, for the writer
 	fetchers sync.WaitGroup
 	decoders sync.WaitGroup
+	// lastCharge is closed when the charge created last is taken: the
+	// next charge waits for it (planner goroutine only).
+	lastCharge chan struct{}
 	// finish is called once per entry of a directory restore when the
 	// entry is done (written or failed).
 	finish func(*fileState)
@@ -126,17 +140,24 @@ func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileS
 	if e.budget == nil {
 		e.budget = semaphore.NewWeighted(e.limit)
 	}
-	// Spans small enough that the budget keeps every fetcher busy, and
-	// large enough that a request's latency is paid per megabytes, not per
-	// chunk.
-	e.maxSpan = uint32(min(maxSpanCap, max(1<<20, e.limit/int64(s.opts.Concurrency))))
+	e.lastCharge = make(chan struct{})
+	close(e.lastCharge)
+	// Spans large enough that a request's latency is paid per megabytes,
+	// not per chunk, and small enough that the budget holds many of them
+	// (spansPerBudget), so that every decoder has work. They do not
+	// depend on Concurrency: requests wait for the store without budget.
+	e.maxSpan = uint32(min(maxSpanCap, max(1<<20, e.limit/spansPerBudget)))
 	// A quarter of the budget per window of a stream, so that the next
 	// windows are fetched while the writer drains one.
 	e.window = max(1, e.limit/4)
 	e.fetchq = make(chan *span, s.opts.Concurrency)
 	e.decq = make(chan *span, s.opts.Concurrency)
 	if ordered {
-		e.orderq = make(chan *window, 4)
+		// Windows queued for the writer are the planner's lead over it:
+		// the lead must let the fetchers' requests run a round trip
+		// ahead, so it is bound by the fetch queue (a window has at
+		// least one span), not here. A queued window holds only its plan.
+		e.orderq = make(chan *window, s.opts.Concurrency)
 	}
 	for range s.opts.Concurrency {
 		e.fetchers.Add(1)
@@ -169,27 +190,59 @@ func (e *engine) close() {
 	e.decoders.Wait()
 }
 
-// submit takes the span's bytes from the budget and queues it. On a done
-// context it fails the span's entries instead. (A stream's spans are
-// charged by window: see submitWindow.)
-func (e *engine) submit(ctx context.Context, sp *span) {
+// charge is an amount taken from the budget at once: one span's bytes for
+// a directory, one window's for a stream. Charges are taken in the order
+// they were created (plan order), each after the one before, by the first
+// fetcher of one of their spans to have its request answered. Fetchers
+// take spans from one FIFO queue, so the charge next in line always
+// belongs to a span some fetcher holds: the chain cannot stall.
+type charge struct {
+	prev <-chan struct{} // closed when the charge before is taken (or failed)
+	done chan struct{}
+	n    int64
+	once sync.Once
+	err  error
+}
+
+// newCharge returns the next charge in plan order.
+func (e *engine) newCharge(n int64) *charge {
+	c := &charge{prev: e.lastCharge, done: make(chan struct{}), n: n}
+	e.lastCharge = c.done
+	return c
+}
+
+// take waits for the charges before c, then takes c from the budget; for
+// every span of c it returns the same result.
+func (e *engine) take(ctx context.Context, c *charge) error {
+	c.once.Do(func() {
+		defer close(c.done)
+		select {
+		case <-c.prev:
+		case <-ctx.Done():
+			c.err = ctx.Err()
+			return
+		}
+		c.err = e.budget.Acquire(ctx, c.n)
+	})
+	return c.err
+}
+
+// submit queues a span of a directory restore, charged on its own. (A
+// stream's spans are charged by window: see submitWindow.)
+func (e *engine) submit(sp *span) {
 	sp.cost = classSize(int64(sp.end - sp.off))
 	// A span costlier than the whole budget (one chunk bigger than the
 	// cap) takes all of it.
 	sp.cost = min(sp.cost, e.limit)
-	if err := e.budget.Acquire(ctx, sp.cost); err != nil {
-		sp.cost = 0
-		e.failSpan(sp, err)
-		return
-	}
+	sp.charge = e.newCharge(sp.cost)
 	e.fetchq <- sp
 }
 
-// failSpan fails every entry of a span that will not be fetched.
+// failSpan fails every entry of a span that will not be read. A stream
+// span's done channel must exist.
 func (e *engine) failSpan(sp *span, err error) {
 	if e.ordered {
 		sp.err = err
-		sp.done = make(chan struct{})
 		close(sp.done)
 		return
 	}
@@ -224,10 +277,24 @@ func (e *engine) fetch(ctx context.Context) {
 	defer e.fetchers.Done()
 	for sp := range e.fetchq {
 		n := sp.end - sp.off
-		sp.sealed = getBuf(int(n))
-		var b []byte
-		b, sp.fetchErr = e.l.ReadRange(ctx, sp.pack, sp.off, n, (*sp.sealed)[:0])
-		*sp.sealed = b
+		// The request first, then the budget (see the engine's comment).
+		// A failed request still takes its charge: the decoders' fallback
+		// needs the budget, and the next charge waits for this one.
+		r, err := e.l.OpenRange(ctx, sp.pack, sp.off, n)
+		if cerr := e.take(ctx, sp.charge); cerr != nil {
+			if r != nil {
+				r.Close()
+			}
+			sp.cost, sp.rawCost = 0, 0
+			e.failSpan(sp, cerr)
+			continue
+		}
+		if err != nil {
+			sp.fetchErr = err
+		} else {
+			sp.sealed = getBuf(int(n))
+			*sp.sealed, sp.fetchErr = r.ReadInto((*sp.sealed)[:0])
+		}
 		e.decq <- sp
 	}
 }
@@ -390,14 +457,14 @@ func (e *engine) decodeInPlace(ctx context.Context, sp *span, scratch *repo.Scra
 }
 
 // planSorted cuts entries, sorted by pack and offset, into spans.
-func (e *engine) planSorted(ctx context.Context, entries []entry) {
+func (e *engine) planSorted(entries []entry) {
 	slices.SortFunc(entries, func(a, b entry) int {
 		if c := cmp.Compare(a.loc.Pack, b.loc.Pack); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.loc.Offset, b.loc.Offset)
 	})
-	e.cut(entries, func(sp *span) { e.submit(ctx, sp) })
+	e.cut(entries, e.submit)
 }
 
 // cut groups consecutive entries into spans and submits them. A span

@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/reprise-backup/reprise/backup"
 	"github.com/reprise-backup/reprise/chunk"
@@ -265,4 +267,88 @@ func TestRestoreStreamInPlaceFallsBack(t *testing.T) {
 		t.Fatal("restored stream differs")
 	}
 	t.Logf("%d damaged span reads, stream exact", fl.flips.Load())
+}
+
+// Requests run ahead of the memory budget: a fetcher sends its request
+// first and waits for budget only to take in the bytes, so a store's
+// latency is hidden by Concurrency requests in flight even when the
+// budget holds only a few spans. (When the budget was taken before the
+// request, at most 2 or 3 requests were in flight here.)
+func TestRestoreRequestsRunAheadOfBudget(t *testing.T) {
+	const conc = 8
+	ctx := context.Background()
+	g := &gate{Storage: storage.NewMem(), want: conc}
+	r := testutil.InitRepo(t, g, chunk.DefaultParams())
+	ten, _ := r.Tenant(ctx, "t")
+	data := testutil.RandBytes(rand.New(rand.NewPCG(5, 5)), 32<<20)
+	src := t.TempDir()
+	for i := range 4 {
+		part := data[i*len(data)/4 : (i+1)*len(data)/4]
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprint(i)), part, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream, err := backup.Stream(ctx, ten, "s", bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := backup.Dir(ctx, ten, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &restore.Options{Concurrency: conc, MemoryLimit: 4 << 20}
+	for _, kind := range []string{"stream", "dir"} {
+		g.on.Store(true)
+		g.max.Store(0)
+		if kind == "stream" {
+			var out bytes.Buffer
+			if _, err := restore.Stream(ctx, ten, stream.Snapshot.ID, &out, opts); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), data) {
+				t.Fatal("stream restored wrong")
+			}
+		} else {
+			dst := t.TempDir()
+			if _, err := restore.Dir(ctx, ten, dir.Snapshot.ID, dst, opts); err != nil {
+				t.Fatal(err)
+			}
+			testutil.CompareTrees(t, src, dst)
+		}
+		g.on.Store(false)
+		t.Logf("%s: up to %d pack reads in flight at once, budget of 4 MiB", kind, g.max.Load())
+		if m := g.max.Load(); m < conc {
+			t.Errorf("%s: at most %d pack reads in flight (Concurrency %d): requests wait for the budget", kind, m, conc)
+		}
+	}
+}
+
+// gate holds each pack read until want of them are in flight (or a
+// moment has passed, so that a restore with fewer never hangs), and
+// records how many were in flight at once. Once want were, reads pass.
+type gate struct {
+	storage.Storage
+	want          int64
+	on            atomic.Bool
+	inflight, max atomic.Int64
+}
+
+func (g *gate) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if !g.on.Load() || !strings.Contains(key, "/p/") || g.max.Load() >= g.want {
+		return g.Storage.Get(ctx, key, off, n)
+	}
+	g.note(g.inflight.Add(1))
+	defer g.inflight.Add(-1)
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for g.max.Load() < g.want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		g.note(g.inflight.Load())
+	}
+	return g.Storage.Get(ctx, key, off, n)
+}
+
+// note raises max to n.
+func (g *gate) note(n int64) {
+	for m := g.max.Load(); n > m && !g.max.CompareAndSwap(m, n); m = g.max.Load() {
+	}
 }

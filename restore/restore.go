@@ -43,17 +43,23 @@ import (
 
 // Options tune a restore. The zero value gives sane defaults.
 type Options struct {
-	// Concurrency is the number of ranged reads in flight; 0 means 16,
-	// enough to hide an object store's latency. Decoding (decryption,
-	// decompression, verification) runs on GOMAXPROCS goroutines
-	// whatever this is.
+	// Concurrency is the number of ranged reads in flight; 0 means 32.
+	// A read sends its request ahead of the memory budget and waits for
+	// its share of MemoryLimit only to take in the bytes, so latency is
+	// hidden by requests, not memory: it takes about bandwidth x latency /
+	// span size of them (a span is one ranged read of up to MemoryLimit/16,
+	// 4 MiB by default: 32 cover 3 GB/s at 40 ms). A request waiting for
+	// its turn holds a connection and the transport's buffers, not the
+	// bytes. Decoding (decryption, decompression, verification) runs on
+	// GOMAXPROCS goroutines whatever this is.
 	Concurrency int
 	// MemoryLimit caps the bytes of fetched data (and, for a stream, of
 	// decoded data waiting to be written in order) held at once; 0 means
 	// 64 MiB. Memory stays within it whatever the snapshot's size, plus a
 	// decode buffer of up to one chunk per decoder (GOMAXPROCS of them,
 	// twice that for a directory) and a plan of about 100 bytes per chunk
-	// for up to 16384 chunks.
+	// for up to 16384 chunks (a directory) or up to Concurrency windows of
+	// MemoryLimit/4 (a stream).
 	MemoryLimit int64
 	// Overwrite replaces files that already exist in the target. Without
 	// it, an existing file is left alone and reported as failed.

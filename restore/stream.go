@@ -84,8 +84,8 @@ func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.
 			loc, _, ok := idx.Lookup(r.ID)
 			if !ok {
 				// Everything before it is still written, then the error.
-				e.submitWindow(ctx, entries)
-				sp := &span{entries: []entry{{id: r.ID}}}
+				e.submitWindow(entries)
+				sp := &span{entries: []entry{{id: r.ID}}, done: make(chan struct{})}
 				sp.entries[0].sp = sp
 				e.failSpan(sp, &repo.ChunkError{ID: r.ID, Err: repo.ErrChunkMissing})
 				e.orderq <- &window{order: []*entry{&sp.entries[0]}, spans: []*span{sp}}
@@ -97,7 +97,7 @@ func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.
 				size += int64(r.Len) // a plaintext buffer too (see submitWindow)
 			}
 			if size >= e.window || len(entries) == windowEntries || i == len(refs)-1 {
-				e.submitWindow(ctx, entries)
+				e.submitWindow(entries)
 				entries, size = nil, 0
 			}
 			if ctx.Err() != nil {
@@ -158,14 +158,15 @@ type window struct {
 const windowEntries = 4096
 
 // submitWindow sorts a window's entries (whose off holds their position
-// in the stream) by pack and offset, cuts them into spans, takes their
-// cost from the budget at once, queues the window for the writer and the
-// spans for the fetchers. Charging a window whole is what keeps an ordered
-// restore from deadlocking: the writer takes the chunks of a window in an
-// order unrelated to its spans', but every span of the window it works on
-// got its budget before any span of a later window, and the writer gives
-// budget back as it writes.
-func (e *engine) submitWindow(ctx context.Context, entries []entry) {
+// in the stream) by pack and offset, cuts them into spans that share one
+// charge for the window's whole cost, and queues the window for the
+// writer and the spans for the fetchers. Charging a window whole is what
+// keeps an ordered restore from deadlocking: the writer takes the chunks
+// of a window in an order unrelated to its spans', but every span of the
+// window it works on got its budget before any span of a later window
+// (charges are taken in order), and the writer gives budget back as it
+// writes.
+func (e *engine) submitWindow(entries []entry) {
 	if len(entries) == 0 {
 		return
 	}
@@ -215,16 +216,10 @@ func (e *engine) submitWindow(ctx context.Context, entries []entry) {
 		}
 		total = e.limit
 	}
-	if err := e.budget.Acquire(ctx, total); err != nil {
-		for _, sp := range win.spans {
-			sp.cost, sp.rawCost = 0, 0
-			e.failSpan(sp, err)
-		}
-		e.orderq <- win
-		return
-	}
+	c := e.newCharge(total)
 	e.orderq <- win
 	for _, sp := range win.spans {
+		sp.charge = c
 		e.fetchq <- sp
 	}
 }
