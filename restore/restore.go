@@ -6,7 +6,8 @@
 // details): the chunks of a batch of files are sorted by pack and offset,
 // adjacent ones are fetched together with one ranged read, a chunk used
 // several times is fetched and decoded once, many reads are in flight at
-// once (Options.Concurrency) to hide an object store's latency, and every
+// once (Options.Concurrency), their requests sent ahead of the memory
+// budget, to hide an object store's latency, and every
 // core authenticates, decrypts, decompresses and checks chunks against
 // their ID. Chunks are written with WriteAt straight into their place in
 // pre-sized files (all-zero chunks are skipped, leaving holes); a stream
