@@ -154,8 +154,12 @@ func (t *Tenant) loadIndex(ctx context.Context, skip map[crypto.ID]bool, keepEnt
 	}
 }
 
-// indexReaders bounds the index objects read at once.
-const indexReaders = 32
+// metaReaders bounds the index or snapshot objects read at once. A
+// restore pays their reading before its first byte: up to this many, they
+// all take one round trip (8 at once made a tenant of 9 index objects, or
+// of 43 snapshots, pay 2 or 6). The bound is on the memory they take while
+// being decoded.
+const metaReaders = 32
 
 func (t *Tenant) loadIndexOnce(ctx context.Context, skip map[crypto.ID]bool, keepEntries bool) (idx *Index, bad []BadObject, keys []string, entries []format.PackEntry, vanished bool, err error) {
 	idx = NewIndex()
@@ -168,10 +172,7 @@ func (t *Tenant) loadIndexOnce(ctx context.Context, skip map[crypto.ID]bool, kee
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	// Every index object is read in the same round trip (a restore pays
-	// this one before its first byte), up to a bound on the memory they
-	// take while being decoded.
-	g.SetLimit(indexReaders)
+	g.SetLimit(metaReaders)
 	for _, key := range keys {
 		g.Go(func() error {
 			packs, err := t.readIndex(gctx, key)

@@ -74,7 +74,7 @@ func (t *Tenant) Snapshots(ctx context.Context) (snaps []*format.Snapshot, bad [
 	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(metaReaders)
 	for _, id := range ids {
 		g.Go(func() error {
 			s, err := t.ReadSnapshot(gctx, id)
