@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 )
@@ -22,6 +20,7 @@ import (
 type Mem struct {
 	mu   sync.RWMutex
 	objs map[string]memObject
+	keys *keyList // the keys of objs, in order
 }
 
 type memObject struct {
@@ -31,7 +30,7 @@ type memObject struct {
 
 // NewMem returns an empty in-memory store.
 func NewMem() *Mem {
-	return &Mem{objs: make(map[string]memObject)}
+	return &Mem{objs: make(map[string]memObject), keys: newKeyList()}
 }
 
 // memChunk is how much Put copies between context checks.
@@ -65,8 +64,12 @@ func (m *Mem) Put(ctx context.Context, key string, r io.ReaderAt, size int64, op
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, taken := m.objs[key]; taken && ifNotExist {
+	_, taken := m.objs[key]
+	if taken && ifNotExist {
 		return fmt.Errorf("storage: mem put %q: %w", key, ErrExist)
+	}
+	if !taken {
+		m.keys.insert(key)
 	}
 	m.objs[key] = memObject{data: data, modTime: time.Now()}
 	return nil
@@ -179,13 +182,11 @@ func (m *Mem) List(ctx context.Context, prefix string, fn func(Info) error) erro
 	}
 	m.mu.RLock()
 	infos := make([]Info, 0, 16)
-	for k, o := range m.objs {
-		if strings.HasPrefix(k, prefix) {
-			infos = append(infos, Info{Key: k, Size: int64(len(o.data)), ModTime: o.modTime})
-		}
-	}
+	m.keys.prefix(prefix, func(k string) {
+		o := m.objs[k]
+		infos = append(infos, Info{Key: k, Size: int64(len(o.data)), ModTime: o.modTime})
+	})
 	m.mu.RUnlock()
-	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
 	for i, info := range infos {
 		if i%256 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -210,6 +211,7 @@ func (m *Mem) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("storage: mem delete %q: %w", key, ErrNotExist)
 	}
 	delete(m.objs, key)
+	m.keys.remove(key)
 	return nil
 }
 
