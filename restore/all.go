@@ -22,8 +22,11 @@ import (
 type AllOptions struct {
 	// Options applies to each tenant's restore. Options.Concurrency is
 	// the global number of ranged reads in flight, shared by the tenants
-	// restored at once (0 means 32), and Options.MemoryLimit the global
-	// memory budget, shared by all of them (0 means 64 MiB).
+	// restored at once (0 means 32): each gets Concurrency/Parallel of
+	// them, even the last and largest, restored alone at the end, so over
+	// a high-latency store raise Concurrency with Parallel.
+	// Options.MemoryLimit is the global memory budget, shared by all of
+	// them (0 means 64 MiB).
 	Options
 	// Tenants limits the restore to these tenants; empty means all.
 	Tenants []string
