@@ -22,9 +22,11 @@ import (
 type AllOptions struct {
 	// Options applies to each tenant's restore. Options.Concurrency is
 	// the global number of ranged reads in flight, shared by the tenants
-	// restored at once (0 means 32): each gets Concurrency/Parallel of
-	// them, even the last and largest, restored alone at the end, so over
-	// a high-latency store raise Concurrency with Parallel.
+	// restored at once (0 means 32): each starts with Concurrency/Parallel
+	// of them, and once the last tenant has started, the share of each
+	// one that finishes goes to those still running, so that the last and
+	// largest, restored alone at the end, has all of them. (The reads of a
+	// tenant's tree, a few chunks ahead, come on top.)
 	// Options.MemoryLimit is the global memory budget, shared by all of
 	// them (0 means 64 MiB).
 	Options
@@ -147,10 +149,13 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 	var bytes atomic.Int64
 	var mu sync.Mutex
 	per := max(1, o.Concurrency/o.Parallel)
+	share := newFetchShare(o.Concurrency, len(jobs))
 	sem := make(chan struct{}, o.Parallel)
 	var wg sync.WaitGroup
 	for i, j := range jobs {
+		m := share.member()
 		if ctx.Err() != nil {
+			m.done()
 			results[i] = TenantResult{Tenant: j.name, Dir: j.dir, Err: ctx.Err()}
 			if j.t != nil {
 				j.t.Close()
@@ -162,10 +167,12 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			defer m.done()
 			res := TenantResult{Tenant: j.name, Dir: j.dir, Snapshot: j.snap, Err: j.err}
 			if res.Err == nil {
 				topts := o.Options
 				topts.Concurrency = per
+				topts.share = m
 				res.Result, res.Err = Dir(ctx, j.t, j.snap, j.dir, &topts)
 				j.t.Close()
 			}

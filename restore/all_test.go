@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/reprise-backup/reprise/backup"
 	"github.com/reprise-backup/reprise/internal/testutil"
@@ -135,4 +138,106 @@ func TestResume(t *testing.T) {
 		t.Errorf("resume fetched %d bytes: everything again (%d)", rr.Bytes, res.BytesRead)
 	}
 	testutil.CompareTrees(t, src, dst)
+}
+
+// TestAllLastTenantGetsWholeConcurrency restores three small tenants and
+// a large one with Concurrency 8 shared by 4 tenants at once (2 reads
+// each): once the small ones are done, the large one, restored alone,
+// must have all 8 reads in flight. (That the shares never add up to more
+// than Concurrency is TestFetchShare's: here tree reads add to the count.)
+func TestAllLastTenantGetsWholeConcurrency(t *testing.T) {
+	const conc = 8
+	ctx := context.Background()
+	g := &tenantGate{Storage: storage.NewMem(), want: conc, inflight: map[string]int{}, max: map[string]int{}}
+	r := testutil.InitRepo(t, g, testutil.SmallChunks)
+	rng := rand.New(rand.NewPCG(8, 9))
+	srcs := map[string]string{}
+	for name, size := range map[string]int{"a": 32 << 10, "b": 40 << 10, "c": 48 << 10, "large": 24 << 20} {
+		ten, err := r.Tenant(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := t.TempDir()
+		for i := range 4 {
+			if err := os.WriteFile(filepath.Join(src, fmt.Sprint(i)), testutil.RandBytes(rng, size/4), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+			t.Fatal(err)
+		}
+		srcs[name] = src
+	}
+	g.mu.Lock()
+	g.on = true
+	g.mu.Unlock()
+	target := t.TempDir()
+	results, err := restore.All(ctx, r, target, &restore.AllOptions{
+		Options: restore.Options{Concurrency: conc, MemoryLimit: 16 << 20}, Parallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range results {
+		testutil.CompareTrees(t, srcs[res.Tenant], res.Dir)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	most := 0
+	for _, m := range g.max {
+		most = max(most, m)
+	}
+	t.Logf("pack reads in flight at once: %d for one tenant, %d in all", most, g.maxAll)
+	if most < conc {
+		t.Errorf("the last tenant, restored alone, had at most %d pack reads in flight, want Concurrency (%d)", most, conc)
+	}
+}
+
+// tenantGate holds each pack read until want reads of its tenant are in
+// flight (or a moment has passed, so that a restore with fewer never
+// hangs), and records how many were in flight at once, per tenant and in
+// all. Once a tenant had want of them, reads pass.
+type tenantGate struct {
+	storage.Storage
+	want     int
+	mu       sync.Mutex
+	on       bool
+	reached  bool
+	inflight map[string]int
+	max      map[string]int
+	all      int
+	maxAll   int
+}
+
+func (g *tenantGate) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	parts := strings.SplitN(key, "/", 4)
+	g.mu.Lock()
+	if !g.on || len(parts) < 4 || parts[2] != "p" {
+		g.mu.Unlock()
+		return g.Storage.Get(ctx, key, off, n)
+	}
+	tenant := parts[1]
+	g.inflight[tenant]++
+	g.all++
+	g.max[tenant] = max(g.max[tenant], g.inflight[tenant])
+	g.maxAll = max(g.maxAll, g.all)
+	if g.inflight[tenant] >= g.want {
+		g.reached = true
+	}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.inflight[tenant]--
+		g.all--
+		g.mu.Unlock()
+	}()
+	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
+		g.mu.Lock()
+		reached := g.reached
+		g.mu.Unlock()
+		if reached {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return g.Storage.Get(ctx, key, off, n)
 }

@@ -245,6 +245,66 @@ func BenchmarkRestoreAllSmallTenants(b *testing.B) {
 	b.ReportMetric(one80.Seconds()/all80.Seconds(), "speedup")
 }
 
+// BenchmarkRestoreAllLargeLast restores 7 small tenants and one of
+// 256 MiB with restore.All (defaults: Parallel 8, Concurrency 32) through
+// a backend with 20 ms per request. The large tenant comes last and ends
+// up restored alone: it must then have the whole Concurrency, not the
+// 32/8 it started with. The ratio compares All's time with restoring the
+// large tenant alone with restore.Dir at the same Concurrency (1 is
+// ideal).
+func BenchmarkRestoreAllLargeLast(b *testing.B) {
+	const large = 256 << 20
+	ctx := context.Background()
+	lat := faulty.New(storage.NewMem(), 1)
+	r := testutil.InitRepo(b, lat, testutil.SmallChunks)
+	rng := rand.New(rand.NewPCG(8, 9))
+	var big *reprise.Tenant
+	for i := range 8 {
+		size := 64 << 10
+		if i == 7 {
+			size = large
+		}
+		ten, err := r.Tenant(ctx, fmt.Sprint("customer-", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		src := b.TempDir()
+		for j := range 4 {
+			if err := os.WriteFile(filepath.Join(src, fmt.Sprint(j)), testutil.RandBytes(rng, size/4), 0o600); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+			b.Fatal(err)
+		}
+		big = ten
+	}
+	lat.SetRuleAll(faulty.Rule{Latency: 20 * time.Millisecond})
+	defer lat.ClearRules()
+	b.SetBytes(large)
+	var all, alone time.Duration
+	for b.Loop() {
+		target := b.TempDir()
+		runtime.GC()
+		start := time.Now()
+		if _, err := restore.All(ctx, r, target, nil); err != nil {
+			b.Fatal(err)
+		}
+		all += time.Since(start)
+		os.RemoveAll(target)
+		runtime.GC()
+		start = time.Now()
+		if _, err := restore.Dir(ctx, big, "latest", target, nil); err != nil {
+			b.Fatal(err)
+		}
+		alone += time.Since(start)
+		os.RemoveAll(target)
+	}
+	b.ReportMetric(all.Seconds()/float64(b.N), "s-all")
+	b.ReportMetric(alone.Seconds()/float64(b.N), "s-large-alone")
+	b.ReportMetric(alone.Seconds()/all.Seconds(), "ratio")
+}
+
 // peakHeap samples the live heap every millisecond while fn runs and
 // returns the highest value seen above the heap before fn.
 func peakHeap(fn func()) (peak uint64) {

@@ -126,6 +126,12 @@ type engine struct {
 	orderq   chan *window // stream: windows in order, for the writer
 	fetchers sync.WaitGroup
 	decoders sync.WaitGroup
+	// ctx, growMu and closing let a shared Concurrency (All) add fetchers
+	// while the engine runs: fetchers are added only while the fetch
+	// queue is open, so that the WaitGroup is never back to zero.
+	ctx     context.Context
+	growMu  sync.Mutex
+	closing bool
 	// lastCharge is closed when the charge created last is taken: the
 	// next charge waits for it (planner goroutine only).
 	lastCharge chan struct{}
@@ -135,7 +141,7 @@ type engine struct {
 }
 
 func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileState)) *engine {
-	e := &engine{s: s, l: s.loader, ordered: ordered, finish: finish, limit: s.opts.MemoryLimit}
+	e := &engine{s: s, l: s.loader, ordered: ordered, finish: finish, limit: s.opts.MemoryLimit, ctx: ctx}
 	e.budget = s.opts.budget
 	if e.budget == nil {
 		e.budget = semaphore.NewWeighted(e.limit)
@@ -159,10 +165,7 @@ func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileS
 		// least one span), not here. A queued window holds only its plan.
 		e.orderq = make(chan *window, s.opts.Concurrency)
 	}
-	for range s.opts.Concurrency {
-		e.fetchers.Add(1)
-		go e.fetch(ctx)
-	}
+	e.grow(s.opts.Concurrency)
 	// Decoders also write (a directory restore), and a write blocks on
 	// the disk (O_DIRECT) or on dirty-page throttling: twice as many as
 	// cores keep the cores busy meanwhile.
@@ -178,16 +181,42 @@ func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileS
 		e.fetchers.Wait()
 		close(e.decq)
 	}()
+	if s.opts.share != nil {
+		s.opts.share.join(e, s.opts.Concurrency)
+	}
 	return e
 }
 
-// close tells the engine no more spans come, and waits for the decoders.
+// grow starts n more fetchers, unless the engine is closing; it reports
+// whether it did.
+func (e *engine) grow(n int) bool {
+	e.growMu.Lock()
+	defer e.growMu.Unlock()
+	if e.closing {
+		return false
+	}
+	for range n {
+		e.fetchers.Add(1)
+		go e.fetch(e.ctx)
+	}
+	return true
+}
+
+// close tells the engine no more spans come, and waits for the decoders
+// (and so for the fetchers, whose share of a shared Concurrency then goes
+// to other engines).
 func (e *engine) close() {
+	e.growMu.Lock()
+	e.closing = true
+	e.growMu.Unlock()
 	close(e.fetchq)
 	if e.orderq != nil {
 		close(e.orderq)
 	}
 	e.decoders.Wait()
+	if e.s.opts.share != nil {
+		e.s.opts.share.leave(e)
+	}
 }
 
 // charge is an amount taken from the budget at once: one span's bytes for

@@ -88,8 +88,10 @@ type Options struct {
 	// Logger receives warnings and debug logs; nil discards them.
 	Logger *slog.Logger
 
-	// budget, when set (by All), is shared by several restores.
+	// budget and share, when set (by All), are shared by several
+	// restores: the memory budget, and Concurrency.
 	budget *semaphore.Weighted
+	share  *shareMember
 }
 
 // Progress reports a running restore.
