@@ -255,8 +255,27 @@ func (r *Repository) OpenTenant(ctx context.Context, name string) (*Tenant, erro
 	return &Tenant{t: t}, nil
 }
 
-// Tenants lists the names of the repository's tenants.
+// Tenants lists the names of the repository's tenants, sorted. A name is
+// sealed in its tenant's key envelope, so this reads every envelope (many
+// at once); a tenant whose envelope does not open is logged and left out
+// (Check reports it).
 func (r *Repository) Tenants(ctx context.Context) ([]string, error) { return r.r.TenantNames(ctx) }
+
+// OpenTenants opens every tenant of the repository, sorted by name: the
+// same as Tenants then OpenTenant for each name, but each envelope is read
+// once, many at once. A tenant whose envelope does not open is logged and
+// left out (Check reports it). The caller closes the tenants.
+func (r *Repository) OpenTenants(ctx context.Context) ([]*Tenant, error) {
+	ts, err := r.r.OpenTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Tenant, len(ts))
+	for i, t := range ts {
+		out[i] = &Tenant{t: t}
+	}
+	return out, nil
+}
 
 // Tenant is one tenant of a repository, with its keys unwrapped.
 type Tenant struct {

@@ -14,10 +14,11 @@ import (
 	"github.com/reprise-backup/reprise/storage"
 )
 
-// TestTenantsReadsEnvelopesConcurrently lists 40 tenants through a store
-// that holds each envelope read until 8 are in flight: a name costs an
-// envelope read, and reading them one after the other would cost a
-// thousand tenants a minute of round trips over an object store.
+// TestTenantsReadsEnvelopesConcurrently lists and opens 40 tenants through
+// a store that holds each envelope read until 8 are in flight: a name
+// costs an envelope read, and reading them one after the other would cost
+// a thousand tenants a minute of round trips over an object store.
+// OpenTenants reads each envelope once.
 func TestTenantsReadsEnvelopesConcurrently(t *testing.T) {
 	ctx := context.Background()
 	g := &envGate{Storage: storage.NewMem(), want: 8}
@@ -44,9 +45,35 @@ func TestTenantsReadsEnvelopesConcurrently(t *testing.T) {
 		t.Fatalf("Tenants = %v, want %v", names, want)
 	}
 	g.mu.Lock()
+	if g.max < g.want {
+		t.Errorf("Tenants: at most %d envelope reads in flight at once, want %d", g.max, g.want)
+	}
+	g.max, g.reads = 0, 0
+	g.mu.Unlock()
+
+	ts, err := r.OpenTenants(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened []string
+	for _, ten := range ts {
+		opened = append(opened, ten.Name())
+		// The keys work: the tenant lists its (no) snapshots.
+		if snaps, err := ten.Snapshots(ctx); err != nil || len(snaps) != 0 {
+			t.Errorf("%s: %d snapshots, %v", ten.Name(), len(snaps), err)
+		}
+		ten.Close()
+	}
+	if !slices.Equal(opened, want) {
+		t.Fatalf("OpenTenants = %v, want %v", opened, want)
+	}
+	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.max < g.want {
-		t.Errorf("at most %d envelope reads in flight at once, want %d", g.max, g.want)
+		t.Errorf("OpenTenants: at most %d envelope reads in flight at once, want %d", g.max, g.want)
+	}
+	if g.reads != len(want) {
+		t.Errorf("OpenTenants read %d envelopes for %d tenants", g.reads, len(want))
 	}
 }
 
@@ -59,6 +86,7 @@ type envGate struct {
 	on       bool
 	inflight int
 	max      int
+	reads    int
 }
 
 func (g *envGate) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
@@ -68,6 +96,7 @@ func (g *envGate) Get(ctx context.Context, key string, off, n int64) (io.ReadClo
 		return g.Storage.Get(ctx, key, off, n)
 	}
 	g.inflight++
+	g.reads++
 	g.max = max(g.max, g.inflight)
 	g.mu.Unlock()
 	defer func() {

@@ -306,20 +306,74 @@ func (t *Tenant) Close() {
 // TenantNames lists the names of every tenant of the repository. Envelopes
 // that do not open are logged and left out (Check reports them).
 func (r *Repo) TenantNames(ctx context.Context) ([]string, error) {
-	handles, err := r.tenantHandles(ctx)
+	var mu sync.Mutex
+	var names []string
+	err := r.eachEnvelope(ctx, func(h format.Handle, env *format.Envelope) {
+		name, err := crypto.OpenBox(&r.keys.Metadata, env.Name, format.NameAD(&r.Config.ID, &h))
+		if err != nil || r.HandleOf(string(name)) != h {
+			r.Log.Warn("tenant envelope name does not authenticate", "handle", h.String())
+			return
+		}
+		mu.Lock()
+		names = append(names, string(name))
+		mu.Unlock()
+	})
 	if err != nil {
 		return nil, err
 	}
-	// Each name is sealed in its envelope, so listing names costs an
-	// envelope read (two round trips) per tenant: read metaReaders at once,
-	// or a thousand tenants over an object store take a minute.
-	names := make([]string, len(handles))
-	found := make([]bool, len(handles))
+	slices.Sort(names)
+	return names, nil
+}
+
+// OpenTenants opens every tenant of the repository, reading each envelope
+// once (TenantNames then Tenant for each name read them twice). Envelopes
+// that do not open are logged and left out (Check reports them). The
+// tenants come sorted by name; the caller closes them.
+func (r *Repo) OpenTenants(ctx context.Context) ([]*Tenant, error) {
+	var mu sync.Mutex
+	var ts []*Tenant
+	err := r.eachEnvelope(ctx, func(h format.Handle, env *format.Envelope) {
+		name, err := crypto.OpenBox(&r.keys.Metadata, env.Name, format.NameAD(&r.Config.ID, &h))
+		if err != nil || r.HandleOf(string(name)) != h {
+			r.Log.Warn("tenant envelope name does not authenticate", "handle", h.String())
+			return
+		}
+		t := &Tenant{Repo: r, Name: string(name), Handle: h}
+		if err := t.openEnvelope(env); err != nil {
+			r.Log.Warn("tenant envelope does not open", "handle", h.String(), "err", err)
+			return
+		}
+		mu.Lock()
+		ts = append(ts, t)
+		mu.Unlock()
+	})
+	if err != nil {
+		for _, t := range ts {
+			t.Close()
+		}
+		return nil, err
+	}
+	slices.SortFunc(ts, func(a, b *Tenant) int { return strings.Compare(a.Name, b.Name) })
+	return ts, nil
+}
+
+// eachEnvelope reads the newest envelope of every tenant, metaReaders at
+// once, and calls fn (concurrently) with each. A name costs an envelope
+// read, so one after the other a thousand tenants would take a minute
+// over an object store; the listing gives each tenant's newest version,
+// so a read is one round trip (two when the envelope changed since).
+// Unreadable envelopes are logged and skipped; fatal storage errors and
+// cancellation end the walk.
+func (r *Repo) eachEnvelope(ctx context.Context, fn func(format.Handle, *format.Envelope)) error {
+	handles, latest, err := r.tenantVersions(ctx)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(metaReaders)
 	for i, h := range handles {
 		g.Go(func() error {
-			env, _, err := r.readEnvelope(gctx, h)
+			env, err := r.readEnvelopeAt(gctx, h, latest[i])
 			switch {
 			case errors.Is(err, storage.ErrNotExist):
 				return nil
@@ -329,33 +383,51 @@ func (r *Repo) TenantNames(ctx context.Context) ([]string, error) {
 				r.Log.Warn("unreadable tenant envelope", "handle", h.String(), "err", err)
 				return nil
 			}
-			name, err := crypto.OpenBox(&r.keys.Metadata, env.Name, format.NameAD(&r.Config.ID, &h))
-			if err != nil || r.HandleOf(string(name)) != h {
-				r.Log.Warn("tenant envelope name does not authenticate", "handle", h.String())
-				return nil
-			}
-			names[i], found[i] = string(name), true
+			fn(h, env)
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	return g.Wait()
+}
+
+// readEnvelopeAt reads version v of a tenant's envelope, the newest when
+// listed (0: none was); if it has been superseded and removed since, the
+// newest one.
+func (r *Repo) readEnvelopeAt(ctx context.Context, h format.Handle, v uint64) (*format.Envelope, error) {
+	if v == 0 { // no well-formed version listed: readEnvelope says why
+		env, _, err := r.readEnvelope(ctx, h)
+		return env, err
+	}
+	b, err := storage.ReadAll(ctx, r.St, envelopeKey(h, v))
+	if errors.Is(err, storage.ErrNotExist) {
+		env, _, err := r.readEnvelope(ctx, h)
+		return env, err
+	} else if err != nil {
 		return nil, err
 	}
-	out := names[:0]
-	for i, n := range names {
-		if found[i] {
-			out = append(out, n)
-		}
+	env, err := format.ParseEnvelope(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", envelopeKey(h, v), err)
 	}
-	return out, nil
+	return env, nil
 }
 
 // tenantHandles lists the handles that have an envelope object.
 func (r *Repo) tenantHandles(ctx context.Context) ([]format.Handle, error) {
-	var hs []format.Handle
+	hs, _, err := r.tenantVersions(ctx)
+	return hs, err
+}
+
+// tenantVersions lists the handles that have an envelope object, with the
+// newest well-formed version of each (0 when none is).
+func (r *Repo) tenantVersions(ctx context.Context) ([]format.Handle, []uint64, error) {
+	var (
+		hs     []format.Handle
+		latest []uint64
+	)
 	err := r.St.List(ctx, tenantPrefix, func(info storage.Info) error {
 		rest := strings.TrimPrefix(info.Key, tenantPrefix)
-		hx, _, ok := strings.Cut(rest, "/")
+		hx, vx, ok := strings.Cut(rest, "/")
 		var h format.Handle
 		if n, err := hex.Decode(h[:], []byte(hx)); !ok || err != nil || n != len(h) || len(hx) != 2*len(h) {
 			r.Log.Warn("ignoring object with a malformed tenant handle", "object", info.Key)
@@ -363,8 +435,12 @@ func (r *Repo) tenantHandles(ctx context.Context) ([]format.Handle, error) {
 		}
 		if len(hs) == 0 || hs[len(hs)-1] != h { // listing is lexical: versions of one handle are adjacent
 			hs = append(hs, h)
+			latest = append(latest, 0)
+		}
+		if v, err := strconv.ParseUint(vx, 10, 64); err == nil && v > 0 && len(vx) == envelopeDigits && envelopeKey(h, v) == info.Key {
+			latest[len(latest)-1] = max(latest[len(latest)-1], v)
 		}
 		return nil
 	})
-	return hs, err
+	return hs, latest, err
 }
