@@ -22,21 +22,25 @@ import (
 type AllOptions struct {
 	// Options applies to each tenant's restore. Options.Concurrency is
 	// the global number of ranged reads in flight, shared by the tenants
-	// restored at once (0 means 32): each starts with Concurrency/Parallel
-	// of them, and once the last tenant has started, the share of each
-	// one that finishes goes to those still running, so that the last and
-	// largest, restored alone at the end, has all of them. (The reads of a
-	// tenant's tree, a few chunks ahead, come on top.)
-	// Options.MemoryLimit is the global memory budget, shared by all of
-	// them (0 means 64 MiB).
+	// restored at once (0 means 32), and so are the decoders (twice
+	// GOMAXPROCS, as for one restore): each tenant starts with its
+	// 1/Parallel of both (one at least), and once the last tenant has
+	// started, the share of each one that finishes goes to those still
+	// running, so that the last and largest, restored alone at the end,
+	// has all of them. (The reads of a tenant's tree, a few chunks ahead,
+	// come on top.) Options.MemoryLimit is the global memory budget,
+	// shared by all of them (0 means 64 MiB).
 	Options
 	// Tenants limits the restore to these tenants; empty means all.
 	Tenants []string
 	// Priority orders tenants: higher first; equal priorities go smallest
 	// first, so that most customers are back soonest.
 	Priority map[string]int
-	// Parallel is the number of tenants restored at once; 0 means 8
-	// (small tenants are bound by round trips, not bandwidth).
+	// Parallel is the number of tenants restored at once; 0 means 32.
+	// Small tenants are bound by round trips, not bandwidth, so many at
+	// once bring most customers back soonest; and since requests and
+	// decoders are shared, not multiplied, a high Parallel costs little
+	// more than each tenant's plan and open files.
 	Parallel int
 	// OnProgress, when set, receives an event whenever a tenant finishes.
 	OnProgress func(AllProgress)
@@ -61,6 +65,13 @@ type TenantResult struct {
 	Finished time.Duration // since the start of All
 }
 
+const (
+	defaultParallel = 32
+	// maxScanners bounds the tenants opened and looked up at once before a
+	// restore.All starts: a few small reads each.
+	maxScanners = 64
+)
+
 // All restores the latest snapshot of many tenants into target/<tenant>,
 // concurrently under one budget, in priority order (explicit priority,
 // then smallest first). One tenant failing does not stop the others: each
@@ -75,17 +86,23 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 		o.Concurrency = defaultConcurrency
 	}
 	if o.Parallel <= 0 {
-		o.Parallel = 8
+		o.Parallel = defaultParallel
 	}
 	if o.MemoryLimit <= 0 {
 		o.MemoryLimit = defaultMemoryLimit
 	}
 	o.budget = semaphore.NewWeighted(o.MemoryLimit)
 	names := o.Tenants
+	var opened []*reprise.Tenant
 	if len(names) == 0 {
+		// Every tenant: opened at once, each envelope read once.
 		var err error
-		if names, err = r.Tenants(ctx); err != nil {
+		if opened, err = r.OpenTenants(ctx); err != nil {
 			return nil, err
+		}
+		names = make([]string, len(opened))
+		for i, t := range opened {
+			names[i] = t.Name()
 		}
 	}
 	type job struct {
@@ -98,32 +115,40 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 	}
 	jobs := make([]*job, 0, len(names))
 	used := map[string]bool{}
-	for _, n := range names {
-		jobs = append(jobs, &job{name: n, dir: filepath.Join(target, dirName(n, used))})
+	for i, n := range names {
+		j := &job{name: n, dir: filepath.Join(target, dirName(n, used))}
+		if opened != nil {
+			j.t = opened[i]
+		}
+		jobs = append(jobs, j)
 	}
 	// Find every tenant's latest snapshot and its size, for the order:
 	// concurrently, since each costs round trips and a thousand of them
 	// one after the other would delay the first restore by seconds.
 	scan := make(chan *job)
 	var scanners sync.WaitGroup
-	for range min(len(jobs), 4*o.Parallel) {
+	for range min(len(jobs), maxScanners) {
 		scanners.Add(1)
 		go func() {
 			defer scanners.Done()
 			for j := range scan {
-				t, err := r.OpenTenant(ctx, j.name)
-				if err != nil {
-					j.err = err
-					continue
+				if j.t == nil {
+					t, err := r.OpenTenant(ctx, j.name)
+					if err != nil {
+						j.err = err
+						continue
+					}
+					j.t = t
 				}
-				if s, err := t.Snapshot(ctx, "latest"); err != nil {
+				// The tenant is kept open for the restore: opening it
+				// again costs its envelope's round trips (a tenant holds
+				// only its keys, so a thousand open ones cost little).
+				if s, err := j.t.Snapshot(ctx, "latest"); err != nil {
 					j.err = err
-					t.Close()
+					j.t.Close()
+					j.t = nil
 				} else {
-					// Kept open for the restore: opening a tenant again
-					// costs its envelope's round trips (a tenant holds
-					// only its keys, so a thousand open ones cost little).
-					j.size, j.snap, j.t = s.Stats.Bytes, s.ID, t
+					j.size, j.snap = s.Stats.Bytes, s.ID
 				}
 			}
 		}()
@@ -148,8 +173,8 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 	var done, failed atomic.Int64
 	var bytes atomic.Int64
 	var mu sync.Mutex
-	per := max(1, o.Concurrency/o.Parallel)
-	share := newFetchShare(o.Concurrency, len(jobs))
+	share := newWorkShare(o.Concurrency, defaultDecoders(false), len(jobs))
+	per := share.start(o.Parallel)
 	sem := make(chan struct{}, o.Parallel)
 	var wg sync.WaitGroup
 	for i, j := range jobs {
@@ -171,7 +196,7 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 			res := TenantResult{Tenant: j.name, Dir: j.dir, Snapshot: j.snap, Err: j.err}
 			if res.Err == nil {
 				topts := o.Options
-				topts.Concurrency = per
+				topts.Concurrency, topts.decoders = per.fetchers, per.decoders
 				topts.share = m
 				res.Result, res.Err = Dir(ctx, j.t, j.snap, j.dir, &topts)
 				j.t.Close()

@@ -47,11 +47,12 @@ import (
 //     a stream's window is charged whole, before any span of a later
 //     window, so every span the writer waits for got its budget.
 //   - Decoders (GOMAXPROCS of them, twice that for a directory, whose
-//     decoders also wait on writes) authenticate, decrypt, decompress and
-//     verify each chunk of a span, and write it with WriteAt into its
-//     pre-sized file (an all-zero chunk is not written: the file is
-//     sparse there), or, for a stream, into the span's plaintext buffer
-//     that the writer copies out in order. A stream span whose chunks are
+//     decoders also wait on writes; restore.All shares them, and the
+//     fetchers, between tenants: see workShare) authenticate, decrypt,
+//     decompress and verify each chunk of a span, and write it with
+//     WriteAt into its pre-sized file (an all-zero chunk is not written:
+//     the file is sparse there), or, for a stream, into the span's
+//     plaintext buffer that the writer copies out in order. A stream span whose chunks are
 //     all stored raw (incompressible data) is decrypted in place instead:
 //     its sealed bytes become its output, with no plaintext buffer, no
 //     budget for one, and no copy.
@@ -126,9 +127,9 @@ type engine struct {
 	orderq   chan *window // stream: windows in order, for the writer
 	fetchers sync.WaitGroup
 	decoders sync.WaitGroup
-	// ctx, growMu and closing let a shared Concurrency (All) add fetchers
-	// while the engine runs: fetchers are added only while the fetch
-	// queue is open, so that the WaitGroup is never back to zero.
+	// ctx, growMu and closing let restores sharing Concurrency and
+	// decoders (All) add fetchers and decoders while the engine runs (see
+	// grow).
 	ctx     context.Context
 	growMu  sync.Mutex
 	closing bool
@@ -165,46 +166,56 @@ func newEngine(ctx context.Context, s *session, ordered bool, finish func(*fileS
 		// least one span), not here. A queued window holds only its plan.
 		e.orderq = make(chan *window, s.opts.Concurrency)
 	}
-	e.grow(s.opts.Concurrency)
-	// Decoders also write (a directory restore), and a write blocks on
-	// the disk (O_DIRECT) or on dirty-page throttling: twice as many as
-	// cores keep the cores busy meanwhile.
-	decoders := runtime.GOMAXPROCS(0)
-	if !ordered {
-		decoders *= 2
+	decoders := s.opts.decoders
+	if decoders <= 0 {
+		decoders = defaultDecoders(ordered)
 	}
-	for range decoders {
-		e.decoders.Add(1)
-		go e.decode(ctx)
-	}
+	e.grow(s.opts.Concurrency, decoders)
 	go func() {
 		e.fetchers.Wait()
 		close(e.decq)
 	}()
 	if s.opts.share != nil {
-		s.opts.share.join(e, s.opts.Concurrency)
+		s.opts.share.join(e, work{s.opts.Concurrency, decoders})
 	}
 	return e
 }
 
-// grow starts n more fetchers, unless the engine is closing; it reports
-// whether it did.
-func (e *engine) grow(n int) bool {
+// defaultDecoders is the number of decoders of a restore run on its own.
+// Decoders also write (a directory restore), and a write blocks on the
+// disk (O_DIRECT) or on dirty-page throttling: twice as many as cores
+// keep the cores busy meanwhile.
+func defaultDecoders(ordered bool) int {
+	if ordered {
+		return runtime.GOMAXPROCS(0)
+	}
+	return 2 * runtime.GOMAXPROCS(0)
+}
+
+// grow starts more fetchers and decoders, unless the engine is closing;
+// it reports whether it did. Both queues are open until closing is set,
+// and the fetchers and decoders running until they close, so neither
+// WaitGroup is back at zero when it is added to.
+func (e *engine) grow(fetchers, decoders int) bool {
 	e.growMu.Lock()
 	defer e.growMu.Unlock()
 	if e.closing {
 		return false
 	}
-	for range n {
+	for range fetchers {
 		e.fetchers.Add(1)
 		go e.fetch(e.ctx)
+	}
+	for range decoders {
+		e.decoders.Add(1)
+		go e.decode(e.ctx)
 	}
 	return true
 }
 
 // close tells the engine no more spans come, and waits for the decoders
-// (and so for the fetchers, whose share of a shared Concurrency then goes
-// to other engines).
+// (and so for the fetchers): their share, when shared, then goes to other
+// engines.
 func (e *engine) close() {
 	e.growMu.Lock()
 	e.closing = true

@@ -89,9 +89,11 @@ type Options struct {
 	Logger *slog.Logger
 
 	// budget and share, when set (by All), are shared by several
-	// restores: the memory budget, and Concurrency.
-	budget *semaphore.Weighted
-	share  *shareMember
+	// restores: the memory budget, and Concurrency and decoders; decoders
+	// is the engine's initial number of them (0: defaultDecoders).
+	budget   *semaphore.Weighted
+	share    *shareMember
+	decoders int
 }
 
 // Progress reports a running restore.

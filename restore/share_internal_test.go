@@ -5,33 +5,38 @@ import (
 	"testing"
 )
 
-// fakeEngine counts the fetchers a fetchShare gives it.
+// fakeEngine counts the fetchers and decoders a workShare gives it.
 type fakeEngine struct {
-	n       int
+	w       work
 	closing bool
 }
 
-func (e *fakeEngine) grow(n int) bool {
+func (e *fakeEngine) grow(fetchers, decoders int) bool {
 	if e.closing {
 		return false
 	}
-	e.n += n
+	e.w.fetchers += fetchers
+	e.w.decoders += decoders
 	return true
 }
 
-// TestFetchShare plays All's schedule with random timings: tenants start
-// Parallel at a time with total/Parallel fetchers, some end without an
-// engine, engines end in any order. The fetchers running never add up to
-// more than total, none is given while a tenant is pending, and once
-// none is, each running engine has total/running at least.
-func TestFetchShare(t *testing.T) {
+// TestWorkShare plays All's schedule with random timings: tenants start
+// Parallel at a time with their 1/Parallel of each total, some end
+// without an engine, engines end in any order. What engines run never
+// adds up to more than the totals, nothing is given while a tenant is
+// pending, and once none is, each running engine has its 1/running of
+// each total at least.
+func TestWorkShare(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 500 {
-		total := 1 + rng.IntN(40)
+		totals := work{1 + rng.IntN(40), 1 + rng.IntN(16)}
 		parallel := 1 + rng.IntN(10)
 		tenants := 1 + rng.IntN(30)
-		per := max(1, total/parallel)
-		f := newFetchShare(total, tenants)
+		f := newWorkShare(totals.fetchers, totals.decoders, tenants)
+		per := f.start(parallel)
+		if want := (work{max(1, totals.fetchers/parallel), max(1, totals.decoders/parallel)}); per != want {
+			t.Fatalf("start(%d) = %v for totals %v, want %v", parallel, per, totals, want)
+		}
 		type tenant struct {
 			m      *shareMember
 			e      *fakeEngine
@@ -40,21 +45,24 @@ func TestFetchShare(t *testing.T) {
 		var active []*tenant
 		next := 0
 		check := func(what string) {
-			sum := 0
-			for e, n := range f.running {
-				if n != e.(*fakeEngine).n {
-					t.Fatalf("round %d, %s: share counts %d fetchers, engine runs %d", round, what, n, e.(*fakeEngine).n)
+			var sum work
+			for g, w := range f.running {
+				e := g.(*fakeEngine)
+				if *w != e.w {
+					t.Fatalf("round %d, %s: share counts %v, engine runs %v", round, what, *w, e.w)
 				}
-				sum += n
-				if f.pending == 0 && n < total/len(f.running) {
-					t.Fatalf("round %d, %s: nothing pending, an engine has %d of %d fetchers among %d engines", round, what, n, total, len(f.running))
+				sum.fetchers += w.fetchers
+				sum.decoders += w.decoders
+				n := len(f.running)
+				if f.pending == 0 && (w.fetchers < totals.fetchers/n || w.decoders < totals.decoders/n) {
+					t.Fatalf("round %d, %s: nothing pending, an engine has %v of %v among %d engines", round, what, *w, totals, n)
 				}
-				if f.pending > 0 && n != per {
-					t.Fatalf("round %d, %s: %d tenants pending, an engine has %d fetchers, not %d", round, what, f.pending, n, per)
+				if f.pending > 0 && *w != per {
+					t.Fatalf("round %d, %s: %d tenants pending, an engine has %v, not %v", round, what, f.pending, *w, per)
 				}
 			}
-			if sum > max(total, parallel*per) {
-				t.Fatalf("round %d, %s: %d fetchers running, total %d", round, what, sum, total)
+			if sum.fetchers > max(totals.fetchers, parallel*per.fetchers) || sum.decoders > max(totals.decoders, parallel*per.decoders) {
+				t.Fatalf("round %d, %s: %v running, totals %v", round, what, sum, totals)
 			}
 		}
 		for next < tenants || len(active) > 0 {
@@ -71,7 +79,7 @@ func TestFetchShare(t *testing.T) {
 					check("done without an engine")
 					active = append(active[:i], active[i+1:]...)
 				case !tn.joined:
-					tn.e = &fakeEngine{n: per}
+					tn.e = &fakeEngine{w: per}
 					tn.joined = true
 					tn.m.join(tn.e, per)
 					check("join")

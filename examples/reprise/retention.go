@@ -172,7 +172,7 @@ func cmdRestoreAll(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, commandByName("restore-all"), &cf)
 	fs.StringVar(&target, "target", "", "`DIR` to restore into, one subdirectory per tenant (required)")
 	fs.StringVar(&prioFile, "priority", "", "`FILE` of 'tenant priority' lines; higher first, then smallest first")
-	fs.IntVar(&parallel, "parallel", 0, "tenants restored at once (default 4)")
+	fs.IntVar(&parallel, "parallel", 0, "tenants restored at once (default 32; requests and decoders are shared between them)")
 	fs.BoolVar(&overwrite, "overwrite", false, "replace files that already exist")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object per tenant result")
 	pos, err := parseFlags(fs, args)
