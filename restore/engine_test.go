@@ -10,11 +10,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/reprise-backup/reprise/backup"
 	"github.com/reprise-backup/reprise/chunk"
@@ -277,7 +275,7 @@ func TestRestoreStreamInPlaceFallsBack(t *testing.T) {
 func TestRestoreRequestsRunAheadOfBudget(t *testing.T) {
 	const conc = 8
 	ctx := context.Background()
-	g := &gate{Storage: storage.NewMem(), want: conc}
+	g := &testutil.Gate{Storage: storage.NewMem(), Match: "/p/", Want: conc}
 	r := testutil.InitRepo(t, g, chunk.DefaultParams())
 	ten, _ := r.Tenant(ctx, "t")
 	data := testutil.RandBytes(rand.New(rand.NewPCG(5, 5)), 32<<20)
@@ -298,8 +296,7 @@ func TestRestoreRequestsRunAheadOfBudget(t *testing.T) {
 	}
 	opts := &restore.Options{Concurrency: conc, MemoryLimit: 4 << 20}
 	for _, kind := range []string{"stream", "dir"} {
-		g.on.Store(true)
-		g.max.Store(0)
+		g.Start()
 		if kind == "stream" {
 			var out bytes.Buffer
 			if _, err := restore.Stream(ctx, ten, stream.Snapshot.ID, &out, opts); err != nil {
@@ -315,40 +312,10 @@ func TestRestoreRequestsRunAheadOfBudget(t *testing.T) {
 			}
 			testutil.CompareTrees(t, src, dst)
 		}
-		g.on.Store(false)
-		t.Logf("%s: up to %d pack reads in flight at once, budget of 4 MiB", kind, g.max.Load())
-		if m := g.max.Load(); m < conc {
+		m, _ := g.Stop()
+		t.Logf("%s: up to %d pack reads in flight at once, budget of 4 MiB", kind, m)
+		if m < conc {
 			t.Errorf("%s: at most %d pack reads in flight (Concurrency %d): requests wait for the budget", kind, m, conc)
 		}
-	}
-}
-
-// gate holds each pack read until want of them are in flight (or a
-// moment has passed, so that a restore with fewer never hangs), and
-// records how many were in flight at once. Once want were, reads pass.
-type gate struct {
-	storage.Storage
-	want          int64
-	on            atomic.Bool
-	inflight, max atomic.Int64
-}
-
-func (g *gate) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if !g.on.Load() || !strings.Contains(key, "/p/") || g.max.Load() >= g.want {
-		return g.Storage.Get(ctx, key, off, n)
-	}
-	g.note(g.inflight.Add(1))
-	defer g.inflight.Add(-1)
-	deadline := time.Now().Add(200 * time.Millisecond)
-	for g.max.Load() < g.want && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-		g.note(g.inflight.Load())
-	}
-	return g.Storage.Get(ctx, key, off, n)
-}
-
-// note raises max to n.
-func (g *gate) note(n int64) {
-	for m := g.max.Load(); n > m && !g.max.CompareAndSwap(m, n); m = g.max.Load() {
 	}
 }
