@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/reprise-backup/reprise/internal/format"
 )
 
@@ -105,14 +107,29 @@ func (r *Repository) Health(ctx context.Context, opts *HealthOptions) (*HealthRe
 	}
 	slices.Sort(names)
 	rep := &HealthReport{Time: now, Counts: map[State]int{}}
-	for _, name := range names {
-		srcs, err := r.tenantHealth(ctx, name, opts, now)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+	// Tenants are looked at healthTenants at once: each costs round trips
+	// (its envelope, its run records), and a monitor polling a thousand
+	// tenants over an object store cannot wait for them one by one.
+	perTenant := make([][]SourceHealth, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(healthTenants)
+	for i, name := range names {
+		g.Go(func() error {
+			srcs, err := r.tenantHealth(gctx, name, opts, now)
+			if err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				srcs = []SourceHealth{{Tenant: name, State: StateFailed, LastError: err.Error(), StaleAfter: opts.staleAfter(name, "")}}
 			}
-			srcs = []SourceHealth{{Tenant: name, State: StateFailed, LastError: err.Error(), StaleAfter: opts.staleAfter(name, "")}}
-		}
+			perTenant[i] = srcs
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, srcs := range perTenant {
 		rep.Sources = append(rep.Sources, srcs...)
 	}
 	rep.OK = true
@@ -124,6 +141,10 @@ func (r *Repository) Health(ctx context.Context, opts *HealthOptions) (*HealthRe
 	}
 	return rep, nil
 }
+
+// healthTenants bounds the tenants Health reads at once (each reads its
+// run records many at once too).
+const healthTenants = 8
 
 func (o *HealthOptions) staleAfter(tenant, source string) time.Duration {
 	best, score := time.Duration(0), -1

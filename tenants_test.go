@@ -1,11 +1,13 @@
 package reprise_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"testing"
 
+	"github.com/reprise-backup/reprise/backup"
 	"github.com/reprise-backup/reprise/internal/testutil"
 	"github.com/reprise-backup/reprise/storage"
 )
@@ -69,5 +71,43 @@ func TestTenantsReadsEnvelopesConcurrently(t *testing.T) {
 	}
 	if reads != len(want) {
 		t.Errorf("OpenTenants read %d envelopes for %d tenants", reads, len(want))
+	}
+}
+
+// TestHealthReadsConcurrently checks one tenant with 20 run records, then
+// 10 tenants of one record each: records are read many at once, and
+// tenants too.
+func TestHealthReadsConcurrently(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct{ tenants, backups int }{{1, 20}, {10, 1}} {
+		g := &testutil.Gate{Storage: storage.NewMem(), Match: "/r/", Want: 8}
+		r := testutil.InitRepo(t, g, testutil.SmallChunks)
+		for i := range c.tenants {
+			ten, err := r.Tenant(ctx, fmt.Sprint("customer-", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range c.backups {
+				if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader([]byte(fmt.Sprint(j))), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ten.Close()
+		}
+		g.Start()
+		rep, err := r.Health(ctx, nil)
+		most, reads := g.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Sources) != c.tenants || !rep.OK {
+			t.Fatalf("%d tenants of %d backups: health %+v", c.tenants, c.backups, rep)
+		}
+		if reads != c.tenants*c.backups {
+			t.Errorf("%d tenants of %d backups: %d run records read", c.tenants, c.backups, reads)
+		}
+		if most < g.Want {
+			t.Errorf("%d tenants of %d backups: at most %d run records read at once, want %d", c.tenants, c.backups, most, g.Want)
+		}
 	}
 }

@@ -515,21 +515,11 @@ func (t *Tenant) pruneRecords(ctx context.Context, cutoff time.Time, rep *PruneR
 	if len(old) < 2 {
 		return nil // nothing, or one record that is the newest of its kind
 	}
-	var recs []*format.Record
-	for _, key := range old {
-		rec, err := t.readRecord(ctx, key, strings.TrimPrefix(key, prefix))
-		switch {
-		case err == nil:
-			if rec.End.Before(cutoff) {
-				recs = append(recs, rec)
-			}
-		case errors.Is(err, storage.ErrNotExist):
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case isFatalStorage(err):
-			return err
-		}
+	read, _, err := t.readRecords(ctx, prefix, old)
+	if err != nil {
+		return err
 	}
+	recs := slices.DeleteFunc(read, func(r *format.Record) bool { return !r.End.Before(cutoff) })
 	slices.SortFunc(recs, func(a, b *format.Record) int { return a.End.Compare(b.End) })
 	type series struct{ kind, source string }
 	newest := map[series]*format.Record{}

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/format"
@@ -48,21 +51,46 @@ func (t *Tenant) Records(ctx context.Context) (recs []*format.Record, bad []BadO
 	}); err != nil {
 		return nil, nil, fmt.Errorf("listing run records: %w", err)
 	}
-	for _, key := range keys {
-		rec, err := t.readRecord(ctx, key, strings.TrimPrefix(key, prefix))
-		switch {
-		case err == nil:
-			recs = append(recs, rec)
-		case errors.Is(err, storage.ErrNotExist):
-		case ctx.Err() != nil:
-			return nil, nil, ctx.Err()
-		case isFatalStorage(err):
-			return nil, nil, err
-		default:
-			bad = append(bad, BadObject{Key: key, Err: err})
-		}
+	recs, bad, err = t.readRecords(ctx, prefix, keys)
+	if err != nil {
+		return nil, nil, err
 	}
 	slices.SortFunc(recs, func(a, b *format.Record) int { return a.End.Compare(b.End) })
+	return recs, bad, nil
+}
+
+// readRecords reads the run records named by keys (under prefix),
+// metaReaders at once: a tenant that backs up hourly keeps a few thousand
+// of them (DefaultRecordsKeep), which one after the other would take a
+// minute over an object store. Records gone since the listing are left
+// out; unreadable ones are returned in bad, in no particular order, as
+// are the records.
+func (t *Tenant) readRecords(ctx context.Context, prefix string, keys []string) (recs []*format.Record, bad []BadObject, err error) {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(metaReaders)
+	for _, key := range keys {
+		g.Go(func() error {
+			rec, err := t.readRecord(gctx, key, strings.TrimPrefix(key, prefix))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				recs = append(recs, rec)
+			case errors.Is(err, storage.ErrNotExist):
+			case gctx.Err() != nil:
+				return gctx.Err()
+			case isFatalStorage(err):
+				return err
+			default:
+				bad = append(bad, BadObject{Key: key, Err: err})
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
 	return recs, bad, nil
 }
 
