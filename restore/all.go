@@ -42,17 +42,27 @@ type AllOptions struct {
 	// decoders are shared, not multiplied, a high Parallel costs little
 	// more than each tenant's plan and open files.
 	Parallel int
-	// OnProgress, when set, receives an event whenever a tenant finishes.
+	// OnProgress, when set, receives an event whenever a tenant finishes,
+	// with Last set to its result.
 	OnProgress func(AllProgress)
+	// OnTick, when set, receives an event about every
+	// Options.ProgressInterval (0 means a second) while tenants are
+	// restored, Last nil: the bytes count what running tenants have
+	// written so far too, so that a large tenant restored for hours, last
+	// of a smallest-first order, still shows progress. OnTick and
+	// OnProgress are never called at the same time.
+	OnTick func(AllProgress)
 }
 
 // AllProgress reports a running multi-tenant restore.
 type AllProgress struct {
 	TenantsDone, TenantsFailed, TenantsTotal int
-	Bytes, TotalBytes                        int64
+	TenantsRunning                           int   // being restored now
+	Bytes                                    int64 // written so far, by finished and running tenants
+	TotalBytes                               int64 // the latest snapshots' sizes, added up
 	Elapsed                                  time.Duration
 	ETA                                      time.Duration // from the byte rate so far; 0 when unknown
-	Last                                     *TenantResult
+	Last                                     *TenantResult // the tenant just finished (OnProgress), nil for OnTick
 }
 
 // TenantResult is the outcome of one tenant's restore.
@@ -170,9 +180,45 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 	}
 	start := time.Now()
 	results := make([]TenantResult, len(jobs))
-	var done, failed atomic.Int64
-	var bytes atomic.Int64
-	var mu sync.Mutex
+	var done, failed, running atomic.Int64
+	var written atomic.Int64
+	var mu sync.Mutex // serializes the callbacks
+	progress := func(last *TenantResult) AllProgress {
+		p := AllProgress{TenantsDone: int(done.Load()), TenantsFailed: int(failed.Load()), TenantsTotal: len(jobs),
+			TenantsRunning: int(running.Load()), Bytes: written.Load(), TotalBytes: total, Elapsed: time.Since(start), Last: last}
+		if p.Bytes > 0 && p.Bytes < total {
+			p.ETA = time.Duration(float64(p.Elapsed) * float64(total-p.Bytes) / float64(p.Bytes))
+		}
+		return p
+	}
+	if o.OnTick != nil {
+		every := o.ProgressInterval
+		if every <= 0 {
+			every = time.Second
+		}
+		stop := make(chan struct{})
+		var ticks sync.WaitGroup
+		ticks.Add(1)
+		go func() {
+			defer ticks.Done()
+			tk := time.NewTicker(every)
+			defer tk.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tk.C:
+					mu.Lock()
+					o.OnTick(progress(nil))
+					mu.Unlock()
+				}
+			}
+		}()
+		defer func() {
+			close(stop)
+			ticks.Wait()
+		}()
+	}
 	share := newWorkShare(o.Concurrency, defaultDecoders(false), len(jobs))
 	per := share.start(o.Parallel)
 	sem := make(chan struct{}, o.Parallel)
@@ -197,14 +243,13 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 			if res.Err == nil {
 				topts := o.Options
 				topts.Concurrency, topts.decoders = per.fetchers, per.decoders
-				topts.share = m
+				topts.share, topts.written = m, &written
+				running.Add(1)
 				res.Result, res.Err = Dir(ctx, j.t, j.snap, j.dir, &topts)
+				running.Add(-1)
 				j.t.Close()
 			}
 			res.Finished = time.Since(start)
-			if res.Result != nil {
-				bytes.Add(res.Result.Bytes)
-			}
 			if res.Err != nil {
 				failed.Add(1)
 			} else {
@@ -213,12 +258,7 @@ func All(ctx context.Context, r *reprise.Repository, target string, opts *AllOpt
 			results[i] = res
 			if o.OnProgress != nil {
 				mu.Lock()
-				p := AllProgress{TenantsDone: int(done.Load()), TenantsFailed: int(failed.Load()), TenantsTotal: len(jobs),
-					Bytes: bytes.Load(), TotalBytes: total, Elapsed: time.Since(start), Last: &res}
-				if p.Bytes > 0 && p.Bytes < total {
-					p.ETA = time.Duration(float64(p.Elapsed) * float64(total-p.Bytes) / float64(p.Bytes))
-				}
-				o.OnProgress(p)
+				o.OnProgress(progress(&res))
 				mu.Unlock()
 			}
 		}()

@@ -241,3 +241,58 @@ func (g *tenantGate) Get(ctx context.Context, key string, off, n int64) (io.Read
 	}
 	return g.Storage.Get(ctx, key, off, n)
 }
+
+// TestAllTicks restores one tenant of 8 MiB through a store with 2 ms per
+// request and ticks every millisecond: ticks come while the tenant is
+// restored (none finished yet), with the bytes it has written so far.
+func TestAllTicks(t *testing.T) {
+	ctx := context.Background()
+	lat := faulty.New(storage.NewMem(), 1)
+	r := testutil.InitRepo(t, lat, testutil.SmallChunks)
+	ten, err := r.Tenant(ctx, "large")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	data := testutil.RandBytes(rand.New(rand.NewPCG(3, 4)), 8<<20)
+	if err := os.WriteFile(filepath.Join(src, "db"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	lat.SetRuleAll(faulty.Rule{Latency: 2 * time.Millisecond})
+	var ticks []restore.AllProgress
+	var finished int
+	_, err = restore.All(ctx, r, t.TempDir(), &restore.AllOptions{
+		// Spans of 1 MiB, one read at a time: the data takes 8 round
+		// trips or more.
+		Options: restore.Options{MemoryLimit: 16 << 20, Concurrency: 1, ProgressInterval: time.Millisecond},
+		OnTick:  func(p restore.AllProgress) { ticks = append(ticks, p) },
+		OnProgress: func(p restore.AllProgress) {
+			finished++
+			if p.Last == nil || p.Bytes != int64(len(data)) || p.TenantsDone != 1 {
+				t.Errorf("finish event %+v, want Last set and %d bytes", p, len(data))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if finished != 1 {
+		t.Errorf("%d finish events for one tenant", finished)
+	}
+	var during bool
+	for i, p := range ticks {
+		if p.Last != nil || p.TotalBytes != int64(len(data)) || p.Bytes > p.TotalBytes || (i > 0 && p.Bytes < ticks[i-1].Bytes) {
+			t.Fatalf("tick %d: %+v", i, p)
+		}
+		if p.TenantsDone == 0 && p.TenantsRunning == 1 && p.Bytes > 0 && p.Bytes < p.TotalBytes {
+			during = true
+		}
+	}
+	t.Logf("%d ticks", len(ticks))
+	if !during {
+		t.Error("no tick showed the running tenant's bytes before it finished")
+	}
+}

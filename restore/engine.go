@@ -416,7 +416,7 @@ func (e *engine) decodeDir(ctx context.Context, sp *span, scratch *repo.Scratch,
 		if werr != nil {
 			en.f.setErr(werr)
 		} else {
-			e.s.bytes.Add(int64(len(data)))
+			e.s.wrote(int64(len(data)))
 		}
 		e.finish(en.f)
 	}

@@ -94,6 +94,9 @@ type Options struct {
 	budget   *semaphore.Weighted
 	share    *shareMember
 	decoders int
+	// written, when set (by All), counts the bytes written by every
+	// restore sharing it, as they are written.
+	written *atomic.Int64
 }
 
 // Progress reports a running restore.
@@ -206,6 +209,14 @@ func newSession(ctx context.Context, pt *reprise.Tenant, ref string, opts *Optio
 		}
 	})
 	return s, nil
+}
+
+// wrote counts n bytes written.
+func (s *session) wrote(n int64) {
+	s.bytes.Add(n)
+	if s.opts.written != nil {
+		s.opts.written.Add(n)
+	}
 }
 
 func (s *session) progress(done bool) Progress {

@@ -125,7 +125,7 @@ func (s *session) copyOrdered(ctx context.Context, refs []format.ChunkRef, w io.
 				err = fmt.Errorf("writing output: %w", werr)
 				continue
 			}
-			s.bytes.Add(int64(en.n))
+			s.wrote(int64(en.n))
 			if sp.unwritten--; sp.unwritten == 0 {
 				e.written(sp)
 			}

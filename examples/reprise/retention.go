@@ -214,18 +214,33 @@ func cmdRestoreAll(ctx context.Context, e *env, args []string) error {
 	defer sess.Close()
 	opts := &restore.AllOptions{Priority: prio, Parallel: parallel}
 	opts.Overwrite = overwrite
+	// A line per tenant as it finishes, and in between (on a terminal) a
+	// status line with the bytes written so far, running tenants included:
+	// the last tenant of a smallest-first order is the largest, and may
+	// take hours alone.
+	status := newStatusLine(e.stderr, e.progress && !cf.verbose && !asJSON)
+	if status != nil {
+		opts.ProgressInterval = 200 * time.Millisecond
+		opts.OnTick = func(p restore.AllProgress) {
+			status.update("restore-all", p.Bytes, p.TotalBytes, p.Elapsed,
+				fmt.Sprintf("%d/%d tenants done, %d running", p.TenantsDone+p.TenantsFailed, p.TenantsTotal, p.TenantsRunning))
+		}
+		defer status.stop()
+	}
 	opts.OnProgress = func(p restore.AllProgress) {
 		if asJSON {
 			return
 		}
-		status := "ok"
+		res := "ok"
 		if p.Last.Err != nil {
-			status = "FAILED: " + p.Last.Err.Error()
+			res = "FAILED: " + p.Last.Err.Error()
 		}
+		status.clear()
 		fmt.Fprintf(e.stderr, "[%d/%d] %s %s (%s restored, %s elapsed, ETA %s)\n", p.TenantsDone+p.TenantsFailed, p.TenantsTotal,
-			p.Last.Tenant, status, formatBytes(p.Bytes), formatDuration(p.Elapsed), formatDuration(p.ETA))
+			p.Last.Tenant, res, formatBytes(p.Bytes), formatDuration(p.Elapsed), formatDuration(p.ETA))
 	}
 	results, err := restore.All(ctx, sess.Repo, target, opts)
+	status.stop()
 	if asJSON {
 		type rj struct {
 			Tenant   string  `json:"tenant"`
