@@ -6,19 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/reprise-backup/reprise/backup"
+	"github.com/reprise-backup/reprise/chunk"
 	"github.com/reprise-backup/reprise/internal/testutil"
 	"github.com/reprise-backup/reprise/restore"
 	"github.com/reprise-backup/reprise/storage"
 	"github.com/reprise-backup/reprise/storage/faulty"
+	"github.com/reprise-backup/reprise/storage/metered"
 )
 
 func TestAllPriorityAndIsolation(t *testing.T) {
@@ -294,5 +298,119 @@ func TestAllTicks(t *testing.T) {
 	t.Logf("%d ticks", len(ticks))
 	if !during {
 		t.Error("no tick showed the running tenant's bytes before it finished")
+	}
+}
+
+// TestResumePartialFile cancels the restore of a 40 MiB file once 16 MiB
+// are written, damages the partial copy it leaves, and resumes: the
+// chunks that hash right are kept, only the others are fetched, and the
+// file comes out whole.
+func TestResumePartialFile(t *testing.T) {
+	ctx := context.Background()
+	lat := faulty.New(storage.NewMem(), 1)
+	m := metered.New(lat, nil)
+	r := testutil.InitRepo(t, m, chunk.DefaultParams())
+	ten, err := r.Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	data := testutil.RandBytes(rand.New(rand.NewPCG(4, 4)), 40<<20)
+	if err := os.WriteFile(filepath.Join(src, "db"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	final, partial := filepath.Join(dst, "db"), filepath.Join(dst, ".db.reprise-partial")
+
+	// Interrupted: one read at a time, 1 ms each, cancelled at 16 MiB.
+	lat.SetRuleAll(faulty.Rule{Latency: time.Millisecond})
+	cctx, cancel := context.WithCancel(ctx)
+	_, err = restore.Dir(cctx, ten, "latest", dst, &restore.Options{Concurrency: 1, MemoryLimit: 16 << 20,
+		ProgressInterval: time.Millisecond, Progress: func(p restore.Progress) {
+			if p.Bytes >= 16<<20 {
+				cancel()
+			}
+		}})
+	cancel()
+	lat.ClearRules()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted restore: %v", err)
+	}
+	if _, err := os.Stat(final); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("an interrupted restore left db in place (%v)", err)
+	}
+	if _, err := os.Stat(partial); err != nil {
+		t.Fatalf("no partial copy left: %v", err)
+	}
+	f, err := os.OpenFile(partial, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(bytes.Repeat([]byte{0xff}, 100), 4<<20)
+	f.Close()
+
+	m.Reset()
+	res, err := restore.Dir(ctx, ten, "latest", dst, &restore.Options{Resume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(final); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("resumed file differs (%v)", err)
+	}
+	if _, err := os.Stat(partial); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("partial copy still there after the restore (%v)", err)
+	}
+	read := m.Stats().Get.Bytes
+	t.Logf("resume kept %d bytes, wrote %d, read %d from the store", res.Resumed, res.Bytes, read)
+	if res.Resumed < 8<<20 || res.Resumed+res.Bytes != int64(len(data)) {
+		t.Errorf("resume kept %d bytes and wrote %d, of %d (at least 12 MiB of the 16 written are intact)", res.Resumed, res.Bytes, len(data))
+	}
+	if read > int64(len(data))-res.Resumed+4<<20 {
+		t.Errorf("resume read %d bytes from the store for %d missing", read, int64(len(data))-res.Resumed)
+	}
+}
+
+// TestPartialCopyLeavesOtherFilesAlone puts a hard link to another file
+// where a large file's partial copy goes: neither a restore nor a resumed
+// one writes into it.
+func TestPartialCopyLeavesOtherFilesAlone(t *testing.T) {
+	ctx := context.Background()
+	r := testutil.InitRepo(t, storage.NewMem(), chunk.DefaultParams())
+	ten, err := r.Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	data := testutil.RandBytes(rand.New(rand.NewPCG(5, 5)), 16<<20)
+	if err := os.WriteFile(filepath.Join(src, "db"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, resume := range []bool{false, true} {
+		dst := t.TempDir()
+		victim := filepath.Join(t.TempDir(), "victim")
+		// The victim holds the file's first half, so that a resume
+		// would find chunks that hash right in it, and write the others.
+		vdata := slices.Concat(data[:8<<20], make([]byte, 8<<20))
+		if err := os.WriteFile(victim, vdata, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(victim, filepath.Join(dst, ".db.reprise-partial")); err != nil {
+			t.Skip("no hard links here:", err)
+		}
+		if _, err := restore.Dir(ctx, ten, "latest", dst, &restore.Options{Resume: resume}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(dst, "db")); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("resume %v: db restored wrong (%v)", resume, err)
+		}
+		if got, err := os.ReadFile(victim); err != nil || !bytes.Equal(got, vdata) {
+			t.Errorf("resume %v: the hard-linked file was written into (%v)", resume, err)
+		}
 	}
 }

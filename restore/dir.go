@@ -91,6 +91,9 @@ type fileState struct {
 	df       *os.File     // the same file with O_DIRECT, or nil
 	direct   *atomic.Bool // the session's: O_DIRECT still in use
 	openErr  error
+	// partial: restored under partialName, left in place if the restore
+	// fails, for Options.Resume to keep its verified chunks.
+	partial bool
 
 	errMu sync.Mutex
 	err   error
@@ -114,33 +117,134 @@ func (f *fileState) failed() bool {
 // once. It runs on the decoders, so small files are created in parallel.
 func (f *fileState) open() error {
 	f.openOnce.Do(func() {
-		dir := filepath.Dir(f.final)
-		tf, err := os.CreateTemp(dir, "."+filepath.Base(f.final)+".reprise-*")
-		if errors.Is(err, fs.ErrNotExist) {
-			if err = os.MkdirAll(dir, 0o700); err == nil {
-				tf, err = os.CreateTemp(dir, "."+filepath.Base(f.final)+".reprise-*")
-			}
+		var tf *os.File
+		var err error
+		if f.partial {
+			// A stale partial copy is removed, not truncated: whatever
+			// the target holds under that name (another file's hard
+			// link...) is left alone.
+			name := partialName(f.final)
+			tf, err = createIn(f.final, func() (*os.File, error) {
+				if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, err
+				}
+				return openPartial(name, os.O_CREATE|os.O_EXCL)
+			})
+		} else {
+			tf, err = createIn(f.final, func() (*os.File, error) {
+				return os.CreateTemp(filepath.Dir(f.final), "."+filepath.Base(f.final)+".reprise-*")
+			})
 		}
-		if err == nil && f.size > 0 {
-			if err = tf.Truncate(f.size); err != nil {
-				tf.Close()
-				os.Remove(tf.Name())
-			}
+		if err == nil {
+			err = f.adopt(tf, 0)
 		}
-		if err != nil {
-			f.openErr = err
-			return
-		}
-		f.f = tf
-		if f.size >= directAtLeast && f.direct.Load() {
-			if df, err := openDirect(tf.Name()); err == nil {
-				f.df = df
-			} else {
-				f.direct.Store(false) // refused here: refused everywhere
-			}
-		}
+		f.openErr = err
 	})
 	return f.openErr
+}
+
+// createIn runs create, and again after creating final's directory if it
+// did not exist.
+func createIn(final string, create func() (*os.File, error)) (*os.File, error) {
+	tf, err := create()
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(final), 0o700); err == nil {
+			tf, err = create()
+		}
+	}
+	return tf, err
+}
+
+// adopt makes tf, of size cur, the file's temporary file: sized to the
+// file's size (sparse), with an O_DIRECT descriptor too when asked. Called
+// once, inside openOnce; on failure tf is closed (and removed, unless
+// partial).
+func (f *fileState) adopt(tf *os.File, cur int64) error {
+	if cur != f.size {
+		if err := tf.Truncate(f.size); err != nil {
+			tf.Close()
+			if !f.partial {
+				os.Remove(tf.Name())
+			}
+			return err
+		}
+	}
+	f.f = tf
+	if f.size >= directAtLeast && f.direct.Load() {
+		if df, err := openDirect(tf.Name()); err == nil {
+			f.df = df
+		} else {
+			f.direct.Store(false) // refused here: refused everywhere
+		}
+	}
+	return nil
+}
+
+// partialAtLeast is the smallest file restored under a fixed temporary
+// name (partialName) that a failed or interrupted restore leaves in
+// place: Options.Resume then keeps every chunk of it that hashes right
+// and fetches only the others. Smaller files are restored again whole.
+const partialAtLeast = 16 << 20
+
+// partialName is the temporary name of a file of partialAtLeast or more.
+func partialName(final string) string {
+	return filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+".reprise-partial")
+}
+
+// openPartial opens (with flag) a partial file, refusing anything but a
+// regular file of one link: the target may hold anything under that name,
+// and a resumed restore writes into it.
+func openPartial(name string, flag int) (*os.File, error) {
+	pf, err := openNoFollow(name, os.O_RDWR|flag)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := pf.Stat(); err != nil || !fi.Mode().IsRegular() || !singleLink(fi) {
+		pf.Close()
+		return nil, fmt.Errorf("%s: %w: not a regular file of one link", name, fs.ErrExist)
+	}
+	return pf, nil
+}
+
+// resumePartial looks for the partial file a failed restore left for n
+// and checks each of its chunks against n's chunk IDs. If any is there,
+// the partial file becomes f's temporary file and have says which chunks
+// need no fetching; otherwise have is nil and the file is restored anew.
+func (f *fileState) resumePartial(l *repo.Loader, n *format.Node) (have []bool, kept int64) {
+	pf, err := openPartial(partialName(f.final), 0)
+	if err != nil {
+		return nil, 0
+	}
+	fi, err := pf.Stat()
+	if err != nil {
+		pf.Close()
+		return nil, 0
+	}
+	have = make([]bool, len(n.Chunks))
+	var buf []byte
+	var off int64
+	for i, c := range n.Chunks {
+		if end := off + int64(c.Len); end <= fi.Size() {
+			if cap(buf) < int(c.Len) {
+				buf = make([]byte, c.Len)
+			}
+			buf = buf[:c.Len]
+			if _, err := pf.ReadAt(buf, off); err == nil && l.Matches(c.ID, buf) {
+				have[i] = true
+				kept += int64(c.Len)
+			}
+		}
+		off += int64(c.Len)
+	}
+	if kept == 0 {
+		pf.Close()
+		return nil, 0
+	}
+	f.openOnce.Do(func() { f.openErr = f.adopt(pf, fi.Size()) })
+	if f.openErr != nil {
+		return nil, 0
+	}
+	return have, kept
 }
 
 // writeAt writes a verified chunk in place. An all-zero chunk is skipped:
@@ -247,6 +351,9 @@ func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 		if d.s.opts.Resume && d.alreadyThere(final, n) {
 			d.s.files.Add(1)
 			d.s.verified.Add(1)
+			if n.Size >= partialAtLeast {
+				os.Remove(partialName(final)) // left by an earlier failure, if any
+			}
 			return
 		}
 		if _, err := os.Lstat(final); err == nil && !d.s.opts.Overwrite && !d.s.opts.Resume {
@@ -254,8 +361,8 @@ func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 			return
 		}
 	}
-	st := &fileState{path: n.Path, final: final, size: int64(n.Size), mode: n.Mode, mtime: n.MTime, drill: d.drill, direct: &d.s.direct}
-	st.remaining.Store(int64(len(n.Chunks)) + 1) // +1 held until every entry is planned
+	st := &fileState{path: n.Path, final: final, size: int64(n.Size), mode: n.Mode, mtime: n.MTime, drill: d.drill, direct: &d.s.direct,
+		partial: !d.drill && n.Size >= partialAtLeast}
 	var sum uint64
 	for _, c := range n.Chunks {
 		sum += uint64(c.Len)
@@ -266,9 +373,30 @@ func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 		d.done(st)
 		return
 	}
+	// A large file a failed restore left partly written: its chunks that
+	// hash right are kept, only the others are fetched.
+	var have []bool
+	if st.partial && d.s.opts.Resume {
+		var kept int64
+		if have, kept = st.resumePartial(d.s.loader, n); kept > 0 {
+			d.s.resumed.Add(kept)
+			d.s.log.Debug("resuming a partly restored file", "path", n.Path, "kept", kept, "size", n.Size)
+		}
+	}
+	missing := len(n.Chunks)
+	for _, h := range have {
+		if h {
+			missing--
+		}
+	}
+	st.remaining.Store(int64(missing) + 1) // +1 held until every entry is planned
 	idx := d.s.loader.Index()
 	var off int64
-	for _, c := range n.Chunks {
+	for i, c := range n.Chunks {
+		if have != nil && have[i] {
+			off += int64(c.Len)
+			continue
+		}
 		loc, _, ok := idx.Lookup(c.ID)
 		if !ok {
 			st.setErr(&repo.ChunkError{ID: c.ID, Err: repo.ErrChunkMissing})
@@ -339,7 +467,9 @@ func (d *dirRestore) done(f *fileState) {
 		err = os.Rename(f.f.Name(), f.final)
 	}
 	if err != nil {
-		os.Remove(f.f.Name())
+		if !f.partial {
+			os.Remove(f.f.Name())
+		}
 		d.failed(f.path, err)
 		return
 	}

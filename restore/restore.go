@@ -13,12 +13,15 @@
 // pre-sized files (all-zero chunks are skipped, leaving holes); a stream
 // is written in order through a bounded reorder window. Memory is capped
 // by Options.MemoryLimit whatever the snapshot's size, and restore.All
-// shares one budget between many tenants restored in priority order.
+// shares one budget, and its requests and decoders, between many tenants
+// restored in priority order.
 //
 // A file is written under a temporary name and renamed
 // into place only once every chunk of it is written and verified, so an
 // interrupted or failed restore never leaves a file that looks complete
-// but is not. A chunk that fails (missing, corrupt, truncated, moved) fails
+// but is not. A file of 16 MiB or more keeps its partial copy
+// (".<name>.reprise-partial") when its restore fails, so that
+// Options.Resume fetches only the chunks it lacks. A chunk that fails (missing, corrupt, truncated, moved) fails
 // only the files that use it: the others are restored, and the error names
 // each failed file, chunk and object.
 package restore
@@ -70,7 +73,10 @@ type Options struct {
 	Overwrite bool
 	// Resume continues an interrupted restore into the same target: a
 	// file already in place whose content hashes to the snapshot's chunk
-	// IDs is kept without fetching anything; others are restored again.
+	// IDs is kept without fetching anything; others are restored again,
+	// but for files of 16 MiB or more, whose partial copy a failed or
+	// interrupted restore leaves under a temporary name: every chunk of it
+	// that hashes right is kept, and only the others are fetched.
 	Resume bool
 	// Direct writes the 4 KiB-aligned inside of each chunk of a file of
 	// 1 MiB or more with O_DIRECT, on Linux (the edges, small files and
@@ -116,6 +122,10 @@ type Result struct {
 	// Verified counts files found already complete in the target and kept
 	// (Options.Resume); they are included in Files.
 	Verified int64
+	// Resumed counts the bytes of partly restored files that a failed
+	// restore left, found written and verified and kept (Options.Resume):
+	// they were not fetched again, and are not in Bytes.
+	Resumed  int64
 	Duration time.Duration
 	// Failed lists the paths that could not be restored.
 	Failed []*FileError
@@ -146,7 +156,7 @@ type session struct {
 	log    *slog.Logger
 	start  time.Time
 
-	files, dirs, links, bytes, verified atomic.Int64
+	files, dirs, links, bytes, verified, resumed atomic.Int64
 
 	// direct: large files get an O_DIRECT descriptor too (Options.
 	// Direct); cleared for the rest of the restore when the target
@@ -260,7 +270,7 @@ func (s *session) result() (*Result, error) {
 		Snapshot: reprise.Snapshot{ID: s.snap.ID.String(), Time: s.snap.Time, Host: s.snap.Host, Kind: s.snap.Kind,
 			Source: s.snap.Source, Tags: s.snap.Tags, Stats: s.snap.Stats},
 		Files: s.files.Load(), Dirs: s.dirs.Load(), Symlinks: s.links.Load(), Bytes: s.bytes.Load(),
-		Verified: s.verified.Load(), Duration: time.Since(s.start), Failed: s.failed,
+		Verified: s.verified.Load(), Resumed: s.resumed.Load(), Duration: time.Since(s.start), Failed: s.failed,
 	}
 	if len(s.failed) == 0 {
 		s.record(nil)

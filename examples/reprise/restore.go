@@ -13,12 +13,13 @@ import (
 func cmdRestore(ctx context.Context, e *env, args []string) error {
 	var cf commonFlags
 	var tenant, target string
-	var toStdout, overwrite bool
+	var toStdout, overwrite, resume bool
 	fs := newFlagSet(e, commandByName("restore"), &cf)
 	fs.StringVar(&tenant, "tenant", "", "`name` of the tenant to restore from (required)")
 	fs.StringVar(&target, "target", "", "`directory` to restore into (created if needed); the snapshot's contents land directly under it")
 	fs.BoolVar(&toStdout, "stdout", false, "write a stream snapshot to standard output")
 	fs.BoolVar(&overwrite, "overwrite", false, "replace files that already exist in the target (default: leave them and report them as failed)")
+	fs.BoolVar(&resume, "resume", false, "continue an interrupted restore into the same target: keep the files already complete, and the verified chunks of large files partly restored; fetch the rest")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -30,8 +31,8 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("restore takes one snapshot: an ID, a unique ID prefix, or latest")
 	case (target == "") == !toStdout:
 		return usageErrorf("restore needs exactly one of --target DIR and --stdout")
-	case toStdout && overwrite:
-		return usageErrorf("--overwrite goes with --target")
+	case toStdout && (overwrite || resume):
+		return usageErrorf("--overwrite and --resume go with --target")
 	}
 	ref := pos[0]
 
@@ -48,7 +49,7 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 	defer t.Close()
 
 	status := newStatusLine(e.stderr, e.progress && !cf.verbose)
-	opts := &restore.Options{Overwrite: overwrite, Logger: newLogger(e, cf.verbose)}
+	opts := &restore.Options{Overwrite: overwrite, Resume: resume, Logger: newLogger(e, cf.verbose)}
 	if status != nil {
 		opts.ProgressInterval = 200 * time.Millisecond
 		opts.Progress = func(p restore.Progress) {

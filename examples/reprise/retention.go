@@ -168,12 +168,13 @@ func cmdRestoreAll(ctx context.Context, e *env, args []string) error {
 	var cf commonFlags
 	var target, prioFile string
 	var parallel int
-	var asJSON, overwrite bool
+	var asJSON, overwrite, resume bool
 	fs := newFlagSet(e, commandByName("restore-all"), &cf)
 	fs.StringVar(&target, "target", "", "`DIR` to restore into, one subdirectory per tenant (required)")
 	fs.StringVar(&prioFile, "priority", "", "`FILE` of 'tenant priority' lines; higher first, then smallest first")
 	fs.IntVar(&parallel, "parallel", 0, "tenants restored at once (default 32; requests and decoders are shared between them)")
 	fs.BoolVar(&overwrite, "overwrite", false, "replace files that already exist")
+	fs.BoolVar(&resume, "resume", false, "continue an interrupted restore-all into the same target: keep what is already complete and verified, fetch the rest")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object per tenant result")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -213,7 +214,7 @@ func cmdRestoreAll(ctx context.Context, e *env, args []string) error {
 	}
 	defer sess.Close()
 	opts := &restore.AllOptions{Priority: prio, Parallel: parallel}
-	opts.Overwrite = overwrite
+	opts.Overwrite, opts.Resume = overwrite, resume
 	// A line per tenant as it finishes, and in between (on a terminal) a
 	// status line with the bytes written so far, running tenants included:
 	// the last tenant of a smallest-first order is the largest, and may
