@@ -414,3 +414,50 @@ func TestPartialCopyLeavesOtherFilesAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotHoldingPartialNames restores a snapshot holding, next to
+// large files, files named as their partial copies (as when a target a
+// failed restore left them in was backed up): nothing is overwritten.
+// When the partial name comes first in the tree, both files are
+// restored; when it comes after the large file (a name starting below
+// '.'), it is reported as a conflict and the large file is restored.
+func TestSnapshotHoldingPartialNames(t *testing.T) {
+	ctx := context.Background()
+	r := testutil.InitRepo(t, storage.NewMem(), chunk.DefaultParams())
+	ten, err := r.Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	rng := rand.New(rand.NewPCG(6, 6))
+	files := map[string][]byte{
+		"db": testutil.RandBytes(rng, 16<<20), ".db.reprise-partial": []byte("an old partial copy"),
+		"-x": testutil.RandBytes(rng, 16<<20), ".-x.reprise-partial": []byte("another"),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	res, err := restore.Dir(ctx, ten, "latest", dst, nil)
+	if !errors.Is(err, restore.ErrIncomplete) || len(res.Failed) != 1 || res.Failed[0].Path != ".-x.reprise-partial" ||
+		!errors.Is(res.Failed[0], fs.ErrExist) {
+		t.Fatalf("restore: %v (want only .-x.reprise-partial failed)", err)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(dst, name))
+		if name == ".-x.reprise-partial" {
+			if err == nil {
+				t.Errorf("%s restored (%d bytes) though it conflicts", name, len(got))
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: restored wrong (%v)", name, err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,6 +61,10 @@ type dirRestore struct {
 	files  int // files in the batch
 	links  []format.Node
 	dirs   []format.Node
+	// A snapshot may hold a file named as another's partial copy (backed
+	// up from a target a failed restore left it in). Such names seen in
+	// the tree, and the partial names in use, keep the two apart.
+	seenPartials, usedPartials map[string]bool
 }
 
 // run walks the tree, plans the files in batches and waits for the
@@ -188,7 +193,18 @@ const partialAtLeast = 16 << 20
 
 // partialName is the temporary name of a file of partialAtLeast or more.
 func partialName(final string) string {
-	return filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+".reprise-partial")
+	return filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+partialSuffix)
+}
+
+const partialSuffix = ".reprise-partial"
+
+// mapSet sets m[k], making m if needed.
+func mapSet(m map[string]bool, k string) map[string]bool {
+	if m == nil {
+		m = map[string]bool{}
+	}
+	m[k] = true
+	return m
 }
 
 // openPartial opens (with flag) a partial file, refusing anything but a
@@ -361,8 +377,20 @@ func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 			return
 		}
 	}
-	st := &fileState{path: n.Path, final: final, size: int64(n.Size), mode: n.Mode, mtime: n.MTime, drill: d.drill, direct: &d.s.direct,
-		partial: !d.drill && n.Size >= partialAtLeast}
+	st := &fileState{path: n.Path, final: final, size: int64(n.Size), mode: n.Mode, mtime: n.MTime, drill: d.drill, direct: &d.s.direct}
+	if !d.drill {
+		if strings.HasSuffix(final, partialSuffix) {
+			if d.usedPartials[final] {
+				d.s.fail(n.Path, fmt.Errorf("%w: the name of the partial copy of a file restored alongside it", fs.ErrExist))
+				return
+			}
+			d.seenPartials = mapSet(d.seenPartials, final)
+		}
+		if n.Size >= partialAtLeast && !d.seenPartials[partialName(final)] {
+			st.partial = true
+			d.usedPartials = mapSet(d.usedPartials, partialName(final))
+		}
+	}
 	var sum uint64
 	for _, c := range n.Chunks {
 		sum += uint64(c.Len)
@@ -451,6 +479,13 @@ func (d *dirRestore) done(f *fileState) {
 	if err == nil {
 		err = f.f.Chmod(fs.FileMode(f.mode&0o777) | modeExtra(f.mode))
 	}
+	// A partial copy has a fixed name, which a snapshot may hold too (one
+	// backed up from a target a failed restore left it in): whatever was
+	// restored there must not be renamed into place as this file.
+	var mine os.FileInfo
+	if err == nil && f.partial {
+		mine, err = f.f.Stat()
+	}
 	if f.df != nil {
 		if cerr := f.df.Close(); err == nil {
 			err = cerr
@@ -458,6 +493,11 @@ func (d *dirRestore) done(f *fileState) {
 	}
 	if cerr := f.f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && mine != nil {
+		if there, lerr := os.Lstat(f.f.Name()); lerr != nil || !os.SameFile(mine, there) {
+			err = fmt.Errorf("%s was replaced while the file was restored: %w", f.f.Name(), fs.ErrExist)
+		}
 	}
 	if err == nil {
 		mt := time.Unix(0, f.mtime)
