@@ -9,7 +9,8 @@ import (
 // CheckOptions tune Check. The zero value checks the structure only.
 type CheckOptions struct {
 	// ReadData also reads every pack, authenticates and decrypts every
-	// chunk and checks it against its ID.
+	// chunk and checks it against its ID. Four packs are read and checked
+	// at once, each held whole (up to the pack size) while it is.
 	ReadData bool
 	// ReadDataPercent, in (0, 100), makes ReadData read a random sample of
 	// that share of the packs (a scrub spread over several runs); 0 or 100

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/backup"
 	"github.com/reprise-backup/reprise/internal/testutil"
 	"github.com/reprise-backup/reprise/storage"
@@ -109,5 +111,34 @@ func TestHealthReadsConcurrently(t *testing.T) {
 		if most < g.Want {
 			t.Errorf("%d tenants of %d backups: at most %d run records read at once, want %d", c.tenants, c.backups, most, g.Want)
 		}
+	}
+}
+
+// TestCheckReadsPacksConcurrently checks, reading the data, a tenant of
+// 8 MiB in 1 MiB packs: the packs are read several at once.
+func TestCheckReadsPacksConcurrently(t *testing.T) {
+	ctx := context.Background()
+	g := &testutil.Gate{Storage: storage.NewMem(), Match: "/p/", Want: 4}
+	r := testutil.InitRepo(t, g, testutil.SmallChunks)
+	ten, err := r.Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := testutil.RandBytes(rand.New(rand.NewPCG(9, 9)), 8<<20)
+	if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader(data), nil); err != nil {
+		t.Fatal(err)
+	}
+	ten.Close()
+	g.Start()
+	rep, err := r.Check(ctx, &reprise.CheckOptions{ReadData: true})
+	most, reads := g.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 || rep.BytesRead < int64(len(data)) {
+		t.Fatalf("check: %d problems, %d bytes read: %+v", len(rep.Problems), rep.BytesRead, rep.Problems)
+	}
+	if most < g.Want {
+		t.Errorf("at most %d of %d pack reads in flight at once, want %d", most, reads, g.Want)
 	}
 }

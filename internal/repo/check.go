@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/format"
 	"github.com/reprise-backup/reprise/storage"
@@ -129,6 +131,7 @@ func (t *Tenant) CheckTenant(ctx context.Context, opts CheckOptions, rep *CheckR
 	// report a bad copy as tenant-level loss depending on which site
 	// answered.
 	if opts.ReadData && FindMultisite(t.Repo.St) == nil {
+		var todo []PackRef
 		for _, p := range packs {
 			if _, ok := stored[p.ID]; !ok {
 				continue
@@ -136,12 +139,42 @@ func (t *Tenant) CheckTenant(ctx context.Context, opts CheckOptions, rep *CheckR
 			if pc := opts.ReadDataPercent; pc > 0 && pc < 100 && rand.Float64()*100 >= pc {
 				continue
 			}
-			if err := t.checkPack(ctx, loader, p, stored[p.ID], rep, add); err != nil {
-				return err
-			}
+			todo = append(todo, p)
 		}
+		return t.checkPacks(ctx, loader, todo, stored, rep)
 	}
 	return nil
+}
+
+// packCheckers bounds the packs a check reads and verifies at once: enough
+// to keep the cores busy and a store's latency hidden, few enough that the
+// whole packs held (up to the pack size each) stay a few times the pack
+// size.
+const packCheckers = 4
+
+// checkPacks runs checkPack over packs, packCheckers at once; problems are
+// reported in the order of packs, whatever the order they finish in.
+func (t *Tenant) checkPacks(ctx context.Context, loader *Loader, packs []PackRef, sizes map[crypto.ID]int64, rep *CheckReport) error {
+	found := make([][]Problem, len(packs))
+	read := make([]int64, len(packs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(packCheckers)
+	for i, p := range packs {
+		g.Go(func() error {
+			var sub CheckReport
+			err := t.checkPack(gctx, loader, p, sizes[p.ID], &sub, func(obj string, err error) {
+				sub.Problems = append(sub.Problems, Problem{Tenant: t.Name, Object: obj, Err: err})
+			})
+			found[i], read[i] = sub.Problems, sub.BytesRead
+			return err
+		})
+	}
+	err := g.Wait()
+	for i := range packs {
+		rep.Problems = append(rep.Problems, found[i]...)
+		rep.BytesRead += read[i]
+	}
+	return err
 }
 
 func (t *Tenant) checkSnapshot(ctx context.Context, loader *Loader, s *format.Snapshot, add func(string, error)) error {
