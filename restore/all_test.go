@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/backup"
 	"github.com/reprise-backup/reprise/chunk"
 	"github.com/reprise-backup/reprise/internal/testutil"
@@ -157,20 +158,7 @@ func TestAllLastTenantGetsWholeConcurrency(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	srcs := map[string]string{}
 	for name, size := range map[string]int{"a": 32 << 10, "b": 40 << 10, "c": 48 << 10, "large": 24 << 20} {
-		ten, err := r.Tenant(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		src := t.TempDir()
-		for i := range 4 {
-			if err := os.WriteFile(filepath.Join(src, fmt.Sprint(i)), testutil.RandBytes(rng, size/4), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
-			t.Fatal(err)
-		}
-		srcs[name] = src
+		_, srcs[name] = backupFiles(t, r, name, quarters(rng, size))
 	}
 	g.mu.Lock()
 	g.on = true
@@ -253,22 +241,12 @@ func TestAllTicks(t *testing.T) {
 	ctx := context.Background()
 	lat := faulty.New(storage.NewMem(), 1)
 	r := testutil.InitRepo(t, lat, testutil.SmallChunks)
-	ten, err := r.Tenant(ctx, "large")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
 	data := testutil.RandBytes(rand.New(rand.NewPCG(3, 4)), 8<<20)
-	if err := os.WriteFile(filepath.Join(src, "db"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
-		t.Fatal(err)
-	}
+	backupFiles(t, r, "large", map[string][]byte{"db": data})
 	lat.SetRuleAll(faulty.Rule{Latency: 2 * time.Millisecond})
 	var ticks []restore.AllProgress
 	var finished int
-	_, err = restore.All(ctx, r, t.TempDir(), &restore.AllOptions{
+	_, err := restore.All(ctx, r, t.TempDir(), &restore.AllOptions{
 		// Spans of 1 MiB, one read at a time: the data takes 8 round
 		// trips or more.
 		Options: restore.Options{MemoryLimit: 16 << 20, Concurrency: 1, ProgressInterval: time.Millisecond},
@@ -310,25 +288,15 @@ func TestResumePartialFile(t *testing.T) {
 	lat := faulty.New(storage.NewMem(), 1)
 	m := metered.New(lat, nil)
 	r := testutil.InitRepo(t, m, chunk.DefaultParams())
-	ten, err := r.Tenant(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
 	data := testutil.RandBytes(rand.New(rand.NewPCG(4, 4)), 40<<20)
-	if err := os.WriteFile(filepath.Join(src, "db"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
-		t.Fatal(err)
-	}
+	ten, _ := backupFiles(t, r, "acme", map[string][]byte{"db": data})
 	dst := filepath.Join(t.TempDir(), "out")
 	final, partial := filepath.Join(dst, "db"), filepath.Join(dst, ".db.reprise-partial")
 
 	// Interrupted: one read at a time, 1 ms each, cancelled at 16 MiB.
 	lat.SetRuleAll(faulty.Rule{Latency: time.Millisecond})
 	cctx, cancel := context.WithCancel(ctx)
-	_, err = restore.Dir(cctx, ten, "latest", dst, &restore.Options{Concurrency: 1, MemoryLimit: 16 << 20,
+	_, err := restore.Dir(cctx, ten, "latest", dst, &restore.Options{Concurrency: 1, MemoryLimit: 16 << 20,
 		ProgressInterval: time.Millisecond, Progress: func(p restore.Progress) {
 			if p.Bytes >= 16<<20 {
 				cancel()
@@ -379,18 +347,8 @@ func TestResumePartialFile(t *testing.T) {
 func TestPartialCopyLeavesOtherFilesAlone(t *testing.T) {
 	ctx := context.Background()
 	r := testutil.InitRepo(t, storage.NewMem(), chunk.DefaultParams())
-	ten, err := r.Tenant(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
 	data := testutil.RandBytes(rand.New(rand.NewPCG(5, 5)), 16<<20)
-	if err := os.WriteFile(filepath.Join(src, "db"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
-		t.Fatal(err)
-	}
+	ten, _ := backupFiles(t, r, "acme", map[string][]byte{"db": data})
 	for _, resume := range []bool{false, true} {
 		dst := t.TempDir()
 		victim := filepath.Join(t.TempDir(), "victim")
@@ -424,24 +382,12 @@ func TestPartialCopyLeavesOtherFilesAlone(t *testing.T) {
 func TestSnapshotHoldingPartialNames(t *testing.T) {
 	ctx := context.Background()
 	r := testutil.InitRepo(t, storage.NewMem(), chunk.DefaultParams())
-	ten, err := r.Tenant(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
 	rng := rand.New(rand.NewPCG(6, 6))
 	files := map[string][]byte{
 		"db": testutil.RandBytes(rng, 16<<20), ".db.reprise-partial": []byte("an old partial copy"),
 		"-x": testutil.RandBytes(rng, 16<<20), ".-x.reprise-partial": []byte("another"),
 	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(src, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
-		t.Fatal(err)
-	}
+	ten, _ := backupFiles(t, r, "acme", files)
 	dst := t.TempDir()
 	res, err := restore.Dir(ctx, ten, "latest", dst, nil)
 	if !errors.Is(err, restore.ErrIncomplete) || len(res.Failed) != 1 || res.Failed[0].Path != ".-x.reprise-partial" ||
@@ -460,4 +406,35 @@ func TestSnapshotHoldingPartialNames(t *testing.T) {
 			t.Errorf("%s: restored wrong (%v)", name, err)
 		}
 	}
+}
+
+// backupFiles backs up files (name: contents) as a directory snapshot of
+// tenant name, created if needed, and returns the tenant and the source
+// directory.
+func backupFiles(tb testing.TB, r *reprise.Repository, name string, files map[string][]byte) (*reprise.Tenant, string) {
+	tb.Helper()
+	ctx := context.Background()
+	ten, err := r.Tenant(ctx, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	src := tb.TempDir()
+	for f, b := range files {
+		if err := os.WriteFile(filepath.Join(src, f), b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
+		tb.Fatal(err)
+	}
+	return ten, src
+}
+
+// quarters is size bytes of random data from rng, as 4 files "0" to "3".
+func quarters(rng *rand.Rand, size int) map[string][]byte {
+	files := map[string][]byte{}
+	for i := range 4 {
+		files[fmt.Sprint(i)] = testutil.RandBytes(rng, size/4)
+	}
+	return files
 }

@@ -279,20 +279,7 @@ func BenchmarkRestoreAllLargeLast(b *testing.B) {
 		if i == 7 {
 			size = large
 		}
-		ten, err := r.Tenant(ctx, fmt.Sprint("customer-", i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		src := b.TempDir()
-		for j := range 4 {
-			if err := os.WriteFile(filepath.Join(src, fmt.Sprint(j)), testutil.RandBytes(rng, size/4), 0o600); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if _, err := backup.Dir(ctx, ten, src, nil); err != nil {
-			b.Fatal(err)
-		}
-		big = ten
+		big, _ = backupFiles(b, r, fmt.Sprint("customer-", i), quarters(rng, size))
 	}
 	lat.SetRuleAll(faulty.Rule{Latency: 20 * time.Millisecond})
 	defer lat.ClearRules()
