@@ -54,7 +54,13 @@ func TestBackupAllocsPerChunk(t *testing.T) {
 	a2, c2 := run(64 << 20)
 	per := float64(a2-a1) / float64(c2-c1)
 	t.Logf("16 MiB: %d allocs, %d chunks; 64 MiB: %d allocs, %d chunks; %.2f allocs per extra chunk", a1, c1, a2, c2, per)
-	if per > 4 {
-		t.Errorf("%.2f allocations per chunk in steady state; want at most 4 (amortized per-pack costs included)", per)
+	// 2.4-2.9 measured; under the race detector, whose sync.Pool drops
+	// items at random, 3.6-4.5.
+	limit := 4.0
+	if raceEnabled {
+		limit = 6
+	}
+	if per > limit {
+		t.Errorf("%.2f allocations per chunk in steady state; want at most %.0f (amortized per-pack costs included)", per, limit)
 	}
 }
