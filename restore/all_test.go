@@ -406,6 +406,17 @@ func TestSnapshotHoldingPartialNames(t *testing.T) {
 			t.Errorf("%s: restored wrong (%v)", name, err)
 		}
 	}
+	// Resumed: db and -x are complete, so the files named as their
+	// partial copies are the snapshot's, not leftovers. The one kept
+	// stays, the one that conflicted is restored now.
+	if _, err := restore.Dir(ctx, ten, "latest", dst, &restore.Options{Resume: true}); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	for name, want := range files {
+		if got, err := os.ReadFile(filepath.Join(dst, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("after resume, %s: restored wrong (%v)", name, err)
+		}
+	}
 }
 
 // backupFiles backs up files (name: contents) as a directory snapshot of

@@ -364,10 +364,20 @@ func (d *dirRestore) walk(ctx context.Context) error {
 func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 	final := d.local(n.Path)
 	if !d.drill {
+		// A file named as another's partial copy is the snapshot's: noted
+		// first, so that no partial copy is made, or removed, under its
+		// name; refused if one already is.
+		if strings.HasSuffix(final, partialSuffix) {
+			if d.usedPartials[final] {
+				d.s.fail(n.Path, fmt.Errorf("%w: the name of the partial copy of a file restored alongside it", fs.ErrExist))
+				return
+			}
+			d.seenPartials = mapSet(d.seenPartials, final)
+		}
 		if d.s.opts.Resume && d.alreadyThere(final, n) {
 			d.s.files.Add(1)
 			d.s.verified.Add(1)
-			if n.Size >= partialAtLeast {
+			if n.Size >= partialAtLeast && !d.seenPartials[partialName(final)] {
 				os.Remove(partialName(final)) // left by an earlier failure, if any
 			}
 			return
@@ -378,18 +388,9 @@ func (d *dirRestore) startFile(ctx context.Context, n *format.Node) {
 		}
 	}
 	st := &fileState{path: n.Path, final: final, size: int64(n.Size), mode: n.Mode, mtime: n.MTime, drill: d.drill, direct: &d.s.direct}
-	if !d.drill {
-		if strings.HasSuffix(final, partialSuffix) {
-			if d.usedPartials[final] {
-				d.s.fail(n.Path, fmt.Errorf("%w: the name of the partial copy of a file restored alongside it", fs.ErrExist))
-				return
-			}
-			d.seenPartials = mapSet(d.seenPartials, final)
-		}
-		if n.Size >= partialAtLeast && !d.seenPartials[partialName(final)] {
-			st.partial = true
-			d.usedPartials = mapSet(d.usedPartials, partialName(final))
-		}
+	if !d.drill && n.Size >= partialAtLeast && !d.seenPartials[partialName(final)] {
+		st.partial = true
+		d.usedPartials = mapSet(d.usedPartials, partialName(final))
 	}
 	var sum uint64
 	for _, c := range n.Chunks {
