@@ -149,7 +149,7 @@ func TestResume(t *testing.T) {
 // a large one with Concurrency 8 shared by 4 tenants at once (2 reads
 // each): once the small ones are done, the large one, restored alone,
 // must have all 8 reads in flight. (That the shares never add up to more
-// than Concurrency is TestFetchShare's: here tree reads add to the count.)
+// than Concurrency is TestWorkShare's: here tree reads add to the count.)
 func TestAllLastTenantGetsWholeConcurrency(t *testing.T) {
 	const conc = 8
 	ctx := context.Background()

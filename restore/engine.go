@@ -52,10 +52,10 @@ import (
 //     decompress and verify each chunk of a span, and write it with
 //     WriteAt into its pre-sized file (an all-zero chunk is not written:
 //     the file is sparse there), or, for a stream, into the span's
-//     plaintext buffer that the writer copies out in order. A stream span whose chunks are
-//     all stored raw (incompressible data) is decrypted in place instead:
-//     its sealed bytes become its output, with no plaintext buffer, no
-//     budget for one, and no copy.
+//     plaintext buffer that the writer copies out in order. A stream span
+//     whose chunks are all stored raw (incompressible data) is decrypted
+//     in place instead: its sealed bytes become its output, with no
+//     plaintext buffer, no budget for one, and no copy.
 //
 // A span that cannot be read whole (missing or truncated pack, transport
 // error) or a chunk that fails to open falls back to repo.Loader.Load,

@@ -21,9 +21,10 @@
 // interrupted or failed restore never leaves a file that looks complete
 // but is not. A file of 16 MiB or more keeps its partial copy
 // (".<name>.reprise-partial") when its restore fails, so that
-// Options.Resume fetches only the chunks it lacks. A chunk that fails (missing, corrupt, truncated, moved) fails
-// only the files that use it: the others are restored, and the error names
-// each failed file, chunk and object.
+// Options.Resume fetches only the chunks it lacks. A chunk that fails
+// (missing, corrupt, truncated, moved) fails only the files that use it:
+// the others are restored, and the error names each failed file, chunk
+// and object.
 package restore
 
 import (

@@ -309,14 +309,11 @@ func (r *Repo) TenantNames(ctx context.Context) ([]string, error) {
 	var mu sync.Mutex
 	var names []string
 	err := r.eachEnvelope(ctx, func(h format.Handle, env *format.Envelope) {
-		name, err := crypto.OpenBox(&r.keys.Metadata, env.Name, format.NameAD(&r.Config.ID, &h))
-		if err != nil || r.HandleOf(string(name)) != h {
-			r.Log.Warn("tenant envelope name does not authenticate", "handle", h.String())
-			return
+		if name, ok := r.envelopeName(h, env); ok {
+			mu.Lock()
+			names = append(names, name)
+			mu.Unlock()
 		}
-		mu.Lock()
-		names = append(names, string(name))
-		mu.Unlock()
 	})
 	if err != nil {
 		return nil, err
@@ -333,12 +330,11 @@ func (r *Repo) OpenTenants(ctx context.Context) ([]*Tenant, error) {
 	var mu sync.Mutex
 	var ts []*Tenant
 	err := r.eachEnvelope(ctx, func(h format.Handle, env *format.Envelope) {
-		name, err := crypto.OpenBox(&r.keys.Metadata, env.Name, format.NameAD(&r.Config.ID, &h))
-		if err != nil || r.HandleOf(string(name)) != h {
-			r.Log.Warn("tenant envelope name does not authenticate", "handle", h.String())
+		name, ok := r.envelopeName(h, env)
+		if !ok {
 			return
 		}
-		t := &Tenant{Repo: r, Name: string(name), Handle: h}
+		t := &Tenant{Repo: r, Name: name, Handle: h}
 		if err := t.openEnvelope(env); err != nil {
 			r.Log.Warn("tenant envelope does not open", "handle", h.String(), "err", err)
 			return
@@ -355,6 +351,17 @@ func (r *Repo) OpenTenants(ctx context.Context) ([]*Tenant, error) {
 	}
 	slices.SortFunc(ts, func(a, b *Tenant) int { return strings.Compare(a.Name, b.Name) })
 	return ts, nil
+}
+
+// envelopeName opens the tenant name sealed in env, found under handle h;
+// a name that does not authenticate, or is another handle's, is logged.
+func (r *Repo) envelopeName(h format.Handle, env *format.Envelope) (string, bool) {
+	name, err := crypto.OpenBox(&r.keys.Metadata, env.Name, format.NameAD(&r.Config.ID, &h))
+	if err != nil || r.HandleOf(string(name)) != h {
+		r.Log.Warn("tenant envelope name does not authenticate", "handle", h.String())
+		return "", false
+	}
+	return string(name), true
 }
 
 // eachEnvelope reads the newest envelope of every tenant, metaReaders at
@@ -394,22 +401,22 @@ func (r *Repo) eachEnvelope(ctx context.Context, fn func(format.Handle, *format.
 // listed (0: none was); if it has been superseded and removed since, the
 // newest one.
 func (r *Repo) readEnvelopeAt(ctx context.Context, h format.Handle, v uint64) (*format.Envelope, error) {
-	if v == 0 { // no well-formed version listed: readEnvelope says why
-		env, _, err := r.readEnvelope(ctx, h)
-		return env, err
+	if v > 0 {
+		b, err := storage.ReadAll(ctx, r.St, envelopeKey(h, v))
+		switch {
+		case err == nil:
+			env, err := format.ParseEnvelope(b)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", envelopeKey(h, v), err)
+			}
+			return env, nil
+		case !errors.Is(err, storage.ErrNotExist):
+			return nil, err
+		}
 	}
-	b, err := storage.ReadAll(ctx, r.St, envelopeKey(h, v))
-	if errors.Is(err, storage.ErrNotExist) {
-		env, _, err := r.readEnvelope(ctx, h)
-		return env, err
-	} else if err != nil {
-		return nil, err
-	}
-	env, err := format.ParseEnvelope(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", envelopeKey(h, v), err)
-	}
-	return env, nil
+	// None listed (readEnvelope says why), or gone since: the newest now.
+	env, _, err := r.readEnvelope(ctx, h)
+	return env, err
 }
 
 // tenantHandles lists the handles that have an envelope object.
