@@ -202,3 +202,34 @@ func CompareTrees(t testing.TB, a, b string) {
 		return nil
 	})
 }
+
+// WriteMix writes under dir a tree shaped like the 1 GiB mix of issue #7
+// and bench/compare.sh, scaled to size bytes: 40% SQL-like text in 4
+// files, 40% random bytes in 4 files (databases the application already
+// encrypted), and 20% small files of 1 to 64 KiB, three quarters text, in
+// 10 x 10 leaf directories. It returns the number of files and of bytes
+// written. The text is TextBytes', which compresses about as well as the
+// mix's dumps.
+func WriteMix(t testing.TB, dir string, rng *rand.Rand, size int) (files int, bytes int64) {
+	t.Helper()
+	write := func(p string, data []byte) {
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, data, 0o644))
+		files++
+		bytes += int64(len(data))
+	}
+	for i := range 4 {
+		write(filepath.Join(dir, "sql", fmt.Sprintf("dump%d.sql", i)), TextBytes(rng, size/10))
+		write(filepath.Join(dir, "blobs", fmt.Sprintf("blob%d.bin", i)), RandBytes(rng, size/10))
+	}
+	for small := 0; small < size/5; {
+		k := min(1<<10+rng.IntN(63<<10+1), size/5-small)
+		data := RandBytes(rng, k)
+		if rng.IntN(4) != 0 {
+			data = TextBytes(rng, k)
+		}
+		write(filepath.Join(dir, "small", fmt.Sprintf("d%d", rng.IntN(10)), fmt.Sprintf("s%d", rng.IntN(10)), fmt.Sprintf("f%05d", files)), data)
+		small += k
+	}
+	return files, bytes
+}
