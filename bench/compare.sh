@@ -12,6 +12,9 @@
 #                   /var/tmp or $HOME when /tmp is a tmpfs)
 #   REPRISE_KDF=low create Reprise's repository with --kdf-cost=low (default:
 #                   argon2id calibrated to ~0.5 s, as restic calibrates scrypt)
+#   RESTORE_DIR=DIR restore (and copy) into DIR instead of the work
+#                   directory, e.g. /dev/shm to leave the disk's filesystem
+#                   out of the restore times (default: the work directory)
 #   GOMAXPROCS      passed through to reprise and restic (recorded)
 set -euo pipefail
 
@@ -34,6 +37,9 @@ size=${1:-1024}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || usage
 
 tools=(reprise restic borg)
+# The rotation also times a plain copy of the original tree to where the
+# restores go: the reference of what writing these files costs here.
+order=("${tools[@]}" copy)
 pass='compare-benchmark-passphrase'
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -71,18 +77,26 @@ need=$((size * 6 + 512))
 avail=$(($(df --output=avail -k "$base" | tail -n 1) / 1024))
 [ "$avail" -ge "$need" ] || die "$base has $avail MiB free; about $need MiB are needed"
 work=$(mktemp -d "$base/reprise-compare.XXXXXX")
+rbase=$work
 cleanup() {
 	local rc=$?
 	if [ "${KEEP:-}" = 1 ]; then
 		log "KEEP=1: work directory kept: $work"
 	else
 		rm -rf "$work"
+		[ "$rbase" = "$work" ] || rm -rf "$rbase"
 	fi
 	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 log "work directory: $work ($(fstype "$base") on $(df --output=source "$base" | tail -n 1))"
+if [ -n "${RESTORE_DIR:-}" ]; then
+	ravail=$(($(df --output=avail -k "$RESTORE_DIR" | tail -n 1) / 1024))
+	[ "$ravail" -ge $((size + 256)) ] || die "RESTORE_DIR=$RESTORE_DIR has $ravail MiB free; about $((size + 256)) MiB are needed"
+	rbase=$(mktemp -d "$RESTORE_DIR/reprise-compare-restore.XXXXXX")
+	log "restores go to $rbase ($(fstype "$rbase"))"
+fi
 
 bin=$work/bin
 mkdir -p "$bin"
@@ -172,9 +186,9 @@ results=$work/results.tsv
 # a line to $results.
 run_tool() {
 	local tool=$1 round=$2
-	local d=$work/run/$tool repo snap1 t1 m1 s1 t2 m2 s2 t3 m3 added2 topen
-	rm -rf "$d" "$RESTIC_CACHE_DIR" "$BORG_BASE_DIR"
-	mkdir -p "$d/logs" "$d/restore"
+	local d=$work/run/$tool rdir=$rbase/restore-$tool repo snap1 t1 m1 s1 t2 m2 s2 t3 m3 added2 topen
+	rm -rf "$d" "$rdir" "$RESTIC_CACHE_DIR" "$BORG_BASE_DIR"
+	mkdir -p "$d/logs" "$rdir"
 	repo=$d/repo
 	cp -a "$work/orig" "$d/src"
 	"${tool}_init" "$repo" >"$d/logs/init" 2>&1 || {
@@ -208,43 +222,82 @@ run_tool() {
 	log "round $round, $tool: restore of the first snapshot ($snap1)"
 	sync
 	warm "$repo"
-	"${tool}_restore" "$repo" "$snap1" "$d/restore" "$d/logs/restore"
+	"${tool}_restore" "$repo" "$snap1" "$rdir" "$d/logs/restore"
 	t3=$T m3=$M
-	if ! diff -rq "$work/orig" "$d/restore" >"$d/logs/restore-diff" 2>&1; then
+	if ! diff -rq "$work/orig" "$rdir" >"$d/logs/restore-diff" 2>&1; then
 		echo "RESTORE MISMATCH: $tool, round $round: the restored tree differs from the original:" >&2
 		head -n 20 "$d/logs/restore-diff" >&2
-		die "$tool restored different data (rerun with KEEP=1 to inspect $d)"
+		die "$tool restored different data (rerun with KEEP=1 to inspect $rdir)"
 	fi
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$tool" \
 		"$t1" "$m1" "$s1" "$t2" "$m2" "$((s2 - s1))" "$t3" "$m3" "$topen" "${added2// /_}" >>"$results"
 	log "round $round, $tool: backup ${t1}s ${m1}KiB, repo $s1 B; 2nd backup ${t2}s, +$((s2 - s1)) B; restore ${t3}s ${m3}KiB, verified"
 	if [ "${KEEP:-}" = 1 ]; then
 		mv "$d" "$work/run/$tool-round$round"
+		mv "$rdir" "$rbase/restore-$tool-round$round"
 	else
-		rm -rf "$d"
+		rm -rf "$d" "$rdir"
 	fi
-	# Let the filesystem finish with what was just written and deleted
-	# (writeback, and discards on a filesystem mounted with -o discard),
-	# so that it does not slow down the next tool's measurement.
+	settle
+}
+
+# settle: let the filesystem finish with what was just written and deleted
+# (writeback, and discards on a filesystem mounted with -o discard), so
+# that it does not slow down the next measurement.
+settle() {
 	sync
 	sleep "${SETTLE:-5}"
+}
+
+copies=$work/copies.tsv
+: >"$copies"
+
+# run_copy ROUND: copy the original tree, warm, to where the restores go,
+# with one cp -a per top-level entry, all at once (the mix has three, for
+# two or more cores), timed like a restore and checked like one; appends
+# round, seconds and peak RSS (of the largest cp) to $copies. A restore
+# writes these same files, so this is about the least any tool's restore
+# can cost here: reading the data back from the page cache, rather than
+# decrypting it, is cheap.
+run_copy() {
+	local round=$1 d=$work/run/copy rdir=$rbase/restore-copy
+	rm -rf "$d" "$rdir"
+	mkdir -p "$d/logs" "$rdir"
+	log "round $round, copy: cp -a of the original tree, one per top-level entry in parallel"
+	sync
+	warm "$work/orig"
+	timed "$d/logs/copy" bash -c 'shopt -s dotglob
+pids=()
+for e in "$1"/*; do cp -a "$e" "$2"/ & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || exit 1; done' copy "$work/orig" "$rdir"
+	diff -rq "$work/orig" "$rdir" >"$d/logs/copy-diff" 2>&1 || die "the copy differs from the original: $(head -n 5 "$d/logs/copy-diff")"
+	printf '%s\t%s\t%s\n' "$round" "$T" "$M" >>"$copies"
+	log "round $round, copy: ${T}s, verified"
+	rm -rf "$d" "$rdir"
+	settle
 }
 
 # The order of the tools rotates from round to round, so that none is
 # always the one measured right after another's cleanup.
 for ((round = 1; round <= rounds; round++)); do
-	for ((i = 0; i < ${#tools[@]}; i++)); do
-		run_tool "${tools[(i + round - 1) % ${#tools[@]}]}" "$round"
+	for ((i = 0; i < ${#order[@]}; i++)); do
+		tool=${order[(i + round - 1) % ${#order[@]}]}
+		if [ "$tool" = copy ]; then
+			run_copy "$round"
+		else
+			run_tool "$tool" "$round"
+		fi
 	done
 done
 
 # ---- report ----
 
-# median TOOL COLUMN: median over the rounds of a column of $results.
-median() {
-	awk -F'\t' -v t="$1" -v c="$2" '$2 == t {print $c}' "$results" | sort -g |
-		awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+# med: the median of the numbers on stdin, one per line.
+med() {
+	sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
+# median TOOL COLUMN: median over the rounds of a column of $results.
+median() { awk -F'\t' -v t="$1" -v c="$2" '$2 == t {print $c}' "$results" | med; }
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
 
 declare -A T1 M1 S1 T2 M2 NEW T3 M3 TOPEN
@@ -259,6 +312,8 @@ for tool in "${tools[@]}"; do
 	M3[$tool]=$(median "$tool" 10)
 	TOPEN[$tool]=$(median "$tool" 11)
 done
+TCOPY=$(cut -f2 "$copies" | med)
+MCOPY=$(cut -f3 "$copies" | med)
 
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
@@ -289,12 +344,15 @@ for tool in "${tools[@]}"; do
 		"$(calc %.2f "${NEW[$tool]} / 1048576")" "$(calc %.2f "${T3[$tool]}")" \
 		"$(calc %.0f "$databytes / ${T3[$tool]} / 1e6")" "$(calc %.0f "${M3[$tool]} / 1024")"
 done
+printf '| copy (cp -a, reference) | – | – | – | – | – | – | %s | %s | %s |\n' "$(calc %.2f "$TCOPY")" \
+	"$(calc %.0f "$databytes / $TCOPY / 1e6")" "$(calc %.0f "$MCOPY / 1024")"
 
 mark() { if awk "BEGIN {exit !($1)}"; then echo PASS; else echo FAIL; fi; }
 peer_t1=$(calc %s "${T1[restic]} < ${T1[borg]} ? ${T1[restic]} : ${T1[borg]}")
 peer_t3=$(calc %s "${T3[restic]} < ${T3[borg]} ? ${T3[restic]} : ${T3[borg]}")
 bk_speed=$(calc %.2f "$peer_t1 / ${T1[reprise]}")
 rs_speed=$(calc %.2f "$peer_t3 / ${T3[reprise]}")
+cp_speed=$(calc %.2f "$peer_t3 / $TCOPY")
 bk_rss=$(calc %.0f "(${M1[reprise]} > ${M2[reprise]} ? ${M1[reprise]} : ${M2[reprise]}) / 1024")
 rs_rss=$(calc %.0f "${M3[reprise]} / 1024")
 new_ratio=$(calc %.2f "${NEW[reprise]} / (${NEW[restic]} > 0 ? ${NEW[restic]} : 1)")
@@ -307,10 +365,15 @@ cat <<EOF
 | #3 new bytes after the edits: reprise / restic ≤ 1 | $new_ratio | $(mark "$new_ratio <= 1") |
 | #7 restore: fastest peer time / reprise time ≥ 3 | ${rs_speed}× | $(mark "$rs_speed >= 3") |
 | #7 restore peak RSS ≤ 256 MiB | $rs_rss MiB | $(mark "$rs_rss <= 256") |
+| (reference) fastest peer restore time / copy time | ${cp_speed}× | |
 
 Notes:
 - MB/s = $databytes bytes / wall seconds / 10^6; peak RSS is GNU time's maximum resident set size. Every restore was
   compared with the original tree (diff -r) and was identical.
+- copy: the original tree, warm in the page cache, copied to where the restores go (${rbase/#$work/the work directory}, $(fstype "$rbase"))
+  by one \`cp -a\` per top-level entry, all at once, timed and checked like a restore (peak RSS: the largest cp). It
+  writes the same files as a restore and decrypts nothing, so about the fastest any restore can be here: a restore
+  ${cp_speed}× faster than the fastest peer would be as fast as this copy.
 - new bytes = growth of the repository directory (du -sb) over the second backup, metadata included. What the tools
   themselves report as added by it (reprise bytes_added, restic data_added, borg deduplicated size of the archive):
   $(for tool in "${tools[@]}"; do printf '%s %s; ' "$tool" "$(awk -F'\t' -v t="$tool" '$2 == t {printf "%s%s", sep, $12; sep = ", "}' "$results" | tr _ ' ')"; done | sed 's/; $/./')
