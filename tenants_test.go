@@ -142,3 +142,44 @@ func TestCheckReadsPacksConcurrently(t *testing.T) {
 		t.Errorf("at most %d of %d pack reads in flight at once, want %d", most, reads, g.Want)
 	}
 }
+
+// TestCheckReadsConcurrently checks one tenant of 20 snapshots, then 10
+// tenants of one snapshot each: the snapshots' trees are read many at
+// once, and tenants are checked many at once.
+func TestCheckReadsConcurrently(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		tenants, backups int
+		match            string // the reads to hold
+	}{{1, 20, "/p/"}, {10, 1, "/s/"}} {
+		g := &testutil.Gate{Storage: storage.NewMem(), Match: c.match, Want: 8}
+		r := testutil.InitRepo(t, g, testutil.SmallChunks)
+		for i := range c.tenants {
+			ten, err := r.Tenant(ctx, fmt.Sprint("customer-", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range c.backups {
+				if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader([]byte(fmt.Sprint(i, j))), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ten.Close()
+		}
+		g.Start()
+		rep, err := r.Check(ctx, nil)
+		most, reads := g.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Problems) != 0 || rep.Tenants != int64(c.tenants) || rep.Snapshots != int64(c.tenants*c.backups) {
+			t.Fatalf("%d tenants of %d backups: check %+v", c.tenants, c.backups, rep)
+		}
+		if reads < c.tenants*c.backups {
+			t.Errorf("%d tenants of %d backups: %d reads of %s objects", c.tenants, c.backups, reads, c.match)
+		}
+		if most < g.Want {
+			t.Errorf("%d tenants of %d backups: at most %d reads of %s objects at once, want %d", c.tenants, c.backups, most, c.match, g.Want)
+		}
+	}
+}

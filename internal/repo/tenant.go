@@ -327,6 +327,14 @@ func (r *Repo) TenantNames(ctx context.Context) ([]string, error) {
 // that do not open are logged and left out (Check reports them). The
 // tenants come sorted by name; the caller closes them.
 func (r *Repo) OpenTenants(ctx context.Context) ([]*Tenant, error) {
+	return r.openTenants(ctx, func(h format.Handle, _ string, err error) {
+		r.Log.Warn("tenant envelope does not open", "handle", h.String(), "err", err)
+	})
+}
+
+// openTenants is OpenTenants, calling failed (concurrently) for each
+// tenant whose name opens but whose keys do not.
+func (r *Repo) openTenants(ctx context.Context, failed func(h format.Handle, name string, err error)) ([]*Tenant, error) {
 	var mu sync.Mutex
 	var ts []*Tenant
 	err := r.eachEnvelope(ctx, func(h format.Handle, env *format.Envelope) {
@@ -336,7 +344,7 @@ func (r *Repo) OpenTenants(ctx context.Context) ([]*Tenant, error) {
 		}
 		t := &Tenant{Repo: r, Name: name, Handle: h}
 		if err := t.openEnvelope(env); err != nil {
-			r.Log.Warn("tenant envelope does not open", "handle", h.String(), "err", err)
+			failed(h, name, err)
 			return
 		}
 		mu.Lock()
