@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/backup"
 	"github.com/reprise-backup/reprise/internal/testutil"
 	"github.com/reprise-backup/reprise/storage"
+	"github.com/reprise-backup/reprise/storage/multisite"
 )
 
 // Over an object store every metadata read is a round trip, so code that
@@ -182,4 +184,72 @@ func TestCheckReadsConcurrently(t *testing.T) {
 			t.Errorf("%d tenants of %d backups: at most %d reads of %s objects at once, want %d", c.tenants, c.backups, most, c.match, g.Want)
 		}
 	}
+}
+
+// TestRepairReadsConcurrently repairs a two-site repository, two tenants
+// of 8 MiB in 1 MiB packs, one site missing one pack of each tenant: every
+// copy on every site is read and verified, several at once, and only the
+// missing ones are written.
+func TestRepairReadsConcurrently(t *testing.T) {
+	ctx := context.Background()
+	a, b := storage.NewMem(), storage.NewMem()
+	g := &testutil.Gate{Storage: b, Match: "/p/", Want: 8}
+	ms, err := multisite.New([]multisite.Site{{Name: "sbg", Domain: "sbg-dc", Storage: a}, {Name: "rbx", Domain: "rbx-dc", Storage: g}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testutil.InitRepo(t, ms, testutil.SmallChunks)
+	for i, name := range []string{"acme", "globex"} {
+		ten, err := r.Tenant(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := testutil.RandBytes(rand.New(rand.NewPCG(9, uint64(i))), 8<<20)
+		if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader(data), nil); err != nil {
+			t.Fatal(err)
+		}
+		ten.Close()
+	}
+	// One pack of each tenant goes missing on rbx.
+	var lost []string
+	seen := map[string]bool{}
+	if err := b.List(ctx, "", func(i storage.Info) error {
+		if tenantArea := strings.Join(strings.SplitN(i.Key, "/", 3)[:2], "/"); strings.Contains(i.Key, "/p/") && !seen[tenantArea] {
+			seen[tenantArea] = true
+			lost = append(lost, i.Key)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range lost {
+		if err := b.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(lost) != 2 {
+		t.Fatalf("removed %d packs, want one per tenant", len(lost))
+	}
+	g.Start()
+	rep, err := r.Repair(ctx)
+	most, reads := g.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixed []string
+	for _, f := range rep.Fixed {
+		if f.Site != "rbx" || f.From != "sbg" || f.Reason != "missing" {
+			t.Errorf("fix %+v", f)
+		}
+		fixed = append(fixed, f.Object)
+	}
+	slices.Sort(fixed)
+	slices.Sort(lost)
+	if !slices.Equal(fixed, lost) || len(rep.Unrepairable) != 0 {
+		t.Fatalf("repair fixed %v (unrepairable %v), want %v", fixed, rep.Unrepairable, lost)
+	}
+	if most < g.Want {
+		t.Errorf("at most %d of %d pack reads on rbx in flight at once, want %d", most, reads, g.Want)
+	}
+	checkClean(t, r)
 }

@@ -95,12 +95,11 @@ func (b *budget) release(n int64) {
 	<-b.slots
 }
 
-// inOrder runs fn(ctx, i, sub) for i in [0, n), each once it has size(i)
-// bytes of b, and adds each sub's problems and bytes read to rep in the
-// order of i, whatever the order they finish in. It stops at the first
-// error.
-func inOrder(ctx context.Context, b *budget, n int, size func(i int) int64, rep *CheckReport, fn func(ctx context.Context, i int, sub *CheckReport) error) error {
-	subs := make([]CheckReport, n)
+// inOrder runs fn(ctx, i, &subs[i]) for i in [0, n), each once it has
+// size(i) bytes of b, and returns subs, in the order of i whatever the
+// order they finish in. It stops at the first error.
+func inOrder[R any](ctx context.Context, b *budget, n int, size func(i int) int64, fn func(ctx context.Context, i int, sub *R) error) ([]R, error) {
+	subs := make([]R, n)
 	g, gctx := errgroup.WithContext(ctx)
 	for i := range n {
 		held, err := b.acquire(gctx, size(i))
@@ -116,11 +115,15 @@ func inOrder(ctx context.Context, b *budget, n int, size func(i int) int64, rep 
 	if err == nil {
 		err = ctx.Err()
 	}
+	return subs, err
+}
+
+// addRead adds the problems found and bytes read of subs to rep.
+func (rep *CheckReport) addRead(subs []CheckReport) {
 	for i := range subs {
 		rep.Problems = append(rep.Problems, subs[i].Problems...)
 		rep.BytesRead += subs[i].BytesRead
 	}
-	return err
 }
 
 // Problem is one defect found by Check.
@@ -227,11 +230,13 @@ func (t *Tenant) CheckTenant(ctx context.Context, opts CheckOptions, rep *CheckR
 		}
 		return n
 	}
-	if err := inOrder(ctx, opts.lim.trees, len(snaps), treeSize, rep, func(ctx context.Context, i int, sub *CheckReport) error {
+	subs, err := inOrder(ctx, opts.lim.trees, len(snaps), treeSize, func(ctx context.Context, i int, sub *CheckReport) error {
 		return t.checkSnapshot(ctx, loader, snaps[i], func(obj string, err error) {
 			sub.Problems = append(sub.Problems, Problem{Tenant: t.Name, Object: obj, Err: err})
 		})
-	}); err != nil {
+	})
+	rep.addRead(subs)
+	if err != nil {
 		return err
 	}
 	// With several sites, CheckSites verifies every copy on every site
@@ -251,12 +256,14 @@ func (t *Tenant) CheckTenant(ctx context.Context, opts CheckOptions, rep *CheckR
 			todo = append(todo, p)
 		}
 		packSize := func(i int) int64 { return stored[todo[i].ID] }
-		return inOrder(ctx, opts.lim.packs, len(todo), packSize, rep, func(ctx context.Context, i int, sub *CheckReport) error {
+		subs, err := inOrder(ctx, opts.lim.packs, len(todo), packSize, func(ctx context.Context, i int, sub *CheckReport) error {
 			p := todo[i]
 			return t.checkPack(ctx, loader, p, stored[p.ID], sub, func(obj string, err error) {
 				sub.Problems = append(sub.Problems, Problem{Tenant: t.Name, Object: obj, Err: err})
 			})
 		})
+		rep.addRead(subs)
+		return err
 	}
 	return nil
 }

@@ -26,8 +26,7 @@ func TestInOrder(t *testing.T) {
 		b := newBudget(4, 10)
 		var mu sync.Mutex
 		running, most, held, mostHeld := 0, 0, int64(0), int64(0)
-		rep := &CheckReport{}
-		err := inOrder(context.Background(), b, 40, c.size, rep, func(ctx context.Context, i int, sub *CheckReport) error {
+		subs, err := inOrder(context.Background(), b, 40, c.size, func(ctx context.Context, i int, sub *CheckReport) error {
 			n := min(c.size(i), 10)
 			mu.Lock()
 			running++
@@ -46,6 +45,8 @@ func TestInOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		rep := &CheckReport{}
+		rep.addRead(subs)
 		if most > 4 || mostHeld > 10 {
 			t.Errorf("%s: %d checks of %d bytes at once, want at most 4 and 10", c.name, most, mostHeld)
 		}
@@ -75,7 +76,7 @@ func TestInOrderStops(t *testing.T) {
 	boom := errors.New("boom")
 	var mu sync.Mutex
 	started := 0
-	err := inOrder(context.Background(), b, 1000, one, &CheckReport{}, func(ctx context.Context, i int, sub *CheckReport) error {
+	_, err := inOrder(context.Background(), b, 1000, one, func(ctx context.Context, i int, sub *CheckReport) error {
 		mu.Lock()
 		started++
 		mu.Unlock()
@@ -101,7 +102,7 @@ func TestInOrderStops(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := inOrder(ctx, b, 10, one, &CheckReport{}, func(ctx context.Context, i int, sub *CheckReport) error { return nil }); !errors.Is(err, context.Canceled) {
+	if _, err := inOrder(ctx, b, 10, one, func(ctx context.Context, i int, sub *CheckReport) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: err = %v", err)
 	}
 }

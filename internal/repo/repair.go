@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/reprise-backup/reprise/crypto"
 	"github.com/reprise-backup/reprise/internal/format"
@@ -83,41 +87,71 @@ func (r *Repo) Repair(ctx context.Context) (*RepairReport, error) {
 			return rep, err
 		}
 	}
-	names, err := r.TenantNames(ctx)
+	failed, _, subs, err := r.repairTenants(ctx, ms, true)
+	rep.Unrepairable = append(rep.Unrepairable, failed...)
+	for i := range subs {
+		rep.add(&subs[i])
+	}
+	return rep, err
+}
+
+// add adds sub's fixes, verifications and problems to rep.
+func (rep *RepairReport) add(sub *RepairReport) {
+	rep.Fixed = append(rep.Fixed, sub.Fixed...)
+	rep.Removed = append(rep.Removed, sub.Removed...)
+	rep.Verified += sub.Verified
+	rep.Unrepairable = append(rep.Unrepairable, sub.Unrepairable...)
+}
+
+// repairTenants runs repairTenant over every tenant, tenantCheckers at
+// once, and returns a problem for each tenant whose keys do not open, and
+// the names and reports of the others, in name order. Every copy of every
+// object is read from every site, so, as for Check, objects are verified
+// concurrently within bounds shared by all tenants: up to 32 objects at
+// once (most are small: indexes, snapshots, run records), holding twice
+// their size (the good copy and the one being verified) within 8 pack
+// sizes (128 MiB at least): 4 packs at once.
+func (r *Repo) repairTenants(ctx context.Context, ms *multisite.Store, apply bool) (failed []Problem, names []string, subs []RepairReport, err error) {
+	var mu sync.Mutex
+	ts, err := r.openTenants(ctx, func(_ format.Handle, name string, err error) {
+		mu.Lock()
+		failed = append(failed, Problem{Tenant: name, Err: err})
+		mu.Unlock()
+	})
 	if err != nil {
-		return rep, err
+		return nil, nil, nil, err
 	}
-	for _, n := range names {
-		t, err := r.Tenant(ctx, n, false)
-		if err != nil {
-			rep.Unrepairable = append(rep.Unrepairable, Problem{Tenant: n, Err: err})
-			continue
-		}
-		err = t.repairTenant(ctx, ms, rep, true)
-		t.Close()
-		if err != nil {
-			return rep, err
-		}
+	slices.SortFunc(failed, func(a, b Problem) int { return strings.Compare(a.Tenant, b.Tenant) })
+	lim := newBudget(32, 2*max(packBytes, 4*int64(r.Config.PackSize)))
+	names = make([]string, len(ts))
+	subs = make([]RepairReport, len(ts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(tenantCheckers)
+	for i, t := range ts {
+		names[i] = t.Name
+		g.Go(func() error {
+			defer t.Close()
+			return t.repairTenant(gctx, ms, lim, &subs[i], apply)
+		})
 	}
-	return rep, nil
+	err = g.Wait()
+	return failed, names, subs, err
 }
 
 // repairTenant verifies every copy of the tenant's objects on every site;
 // with apply it replaces the bad ones, without it only lists them in
 // rep.Fixed (what a repair would do).
-func (t *Tenant) repairTenant(ctx context.Context, ms *multisite.Store, rep *RepairReport, apply bool) error {
+func (t *Tenant) repairTenant(ctx context.Context, ms *multisite.Store, lim *budget, rep *RepairReport, apply bool) error {
 	idx, _, err := t.LoadIndex(ctx) // reads around bad copies
 	if err != nil {
 		return err
 	}
 	loader := t.NewLoader(idx)
-	type object struct {
-		key    string
-		verify func([]byte) error
-	}
-	var objs []object
+	var objs []repairObject
+	// A pack's size is not in the index: the target size stands for it.
+	packSize := int64(t.Repo.Config.PackSize)
 	for _, p := range idx.Packs() {
-		objs = append(objs, object{t.PackKey(p.ID), func(b []byte) error { return t.verifyPack(loader, p, b) }})
+		objs = append(objs, repairObject{t.PackKey(p.ID), packSize, func(b []byte) error { return t.verifyPack(loader, p, b) }})
 	}
 	for _, area := range []struct{ dir, magic string }{{"i/", format.MagicIndex}, {"s/", format.MagicSnapshot}, {"r/", format.MagicRecord}} {
 		prefix := t.DataPrefix() + area.dir
@@ -126,7 +160,7 @@ func (t *Tenant) repairTenant(ctx context.Context, ms *multisite.Store, rep *Rep
 			if err != nil {
 				return nil
 			}
-			objs = append(objs, object{i.Key, func(b []byte) error {
+			objs = append(objs, repairObject{i.Key, i.Size, func(b []byte) error {
 				_, err := t.openSealed(area.magic, &id, b)
 				return err
 			}})
@@ -136,63 +170,78 @@ func (t *Tenant) repairTenant(ctx context.Context, ms *multisite.Store, rep *Rep
 			return err
 		}
 	}
-	for _, o := range objs {
-		if err := ctx.Err(); err != nil {
-			return err
+	subs, err := inOrder(ctx, lim, len(objs), func(i int) int64 { return 2 * objs[i].size }, func(ctx context.Context, i int, sub *RepairReport) error {
+		return t.repairObject(ctx, ms, objs[i], sub, apply)
+	})
+	for i := range subs {
+		rep.add(&subs[i])
+	}
+	return err
+}
+
+// repairObject is one object of a tenant to verify on every site: its key,
+// its size (for the budget) and how to verify a copy.
+type repairObject struct {
+	key    string
+	size   int64
+	verify func([]byte) error
+}
+
+// repairObject reads o from every site and verifies each copy; with apply
+// it replaces the missing or bad copies with a good one.
+func (t *Tenant) repairObject(ctx context.Context, ms *multisite.Store, o repairObject, rep *RepairReport, apply bool) error {
+	var good []byte
+	var from string
+	type badCopy struct{ site, reason string }
+	var bad []badCopy
+	var sites []storage.Replica
+	for _, c := range ms.Replicas() {
+		sites = append(sites, c)
+		b, err := storage.ReadAll(ctx, c.Storage, o.key)
+		if err == nil {
+			err = o.verify(b)
+			rep.Verified++
 		}
-		var good []byte
-		var from string
-		type badCopy struct{ site, reason string }
-		var bad []badCopy
-		var sites []storage.Replica
-		for _, c := range ms.Replicas() {
-			sites = append(sites, c)
-			b, err := storage.ReadAll(ctx, c.Storage, o.key)
-			if err == nil {
-				err = o.verify(b)
-				rep.Verified++
+		switch {
+		case err == nil:
+			if good == nil {
+				good, from = b, c.Name
 			}
-			switch {
-			case err == nil:
-				if good == nil {
-					good, from = b, c.Name
-				}
-			case errors.Is(err, storage.ErrNotExist):
-				bad = append(bad, badCopy{c.Name, "missing"})
-			case isFatalStorage(err) || ctx.Err() != nil:
-				bad = nil // site unreachable: leave it for another run
-				rep.Unrepairable = append(rep.Unrepairable, Problem{Tenant: t.Name, Object: o.key, Err: fmt.Errorf("site %s: %w", c.Name, err)})
-			default:
-				bad = append(bad, badCopy{c.Name, err.Error()})
-			}
-		}
-		if len(bad) == 0 {
-			continue
-		}
-		if good == nil {
-			rep.Unrepairable = append(rep.Unrepairable, Problem{Tenant: t.Name, Object: o.key, Err: errors.New("no site holds a good copy")})
-			continue
-		}
-		for _, b := range bad {
-			for _, c := range sites {
-				if c.Name != b.site {
-					continue
-				}
-				if !apply {
-					rep.Fixed = append(rep.Fixed, Fix{Site: c.Name, Object: o.key, From: from, Reason: b.reason})
-					continue
-				}
-				// Every object repaired here is a data object: retained
-				// like the original (a plain put, as it replaces a bad copy).
-				if err := c.Storage.Put(ctx, o.key, bytes.NewReader(good), int64(len(good)), &storage.PutOptions{Retain: true}); err != nil {
-					rep.Unrepairable = append(rep.Unrepairable, Problem{Tenant: t.Name, Object: o.key, Err: fmt.Errorf("site %s: %w", c.Name, err)})
-					continue
-				}
-				rep.Fixed = append(rep.Fixed, Fix{Site: c.Name, Object: o.key, From: from, Reason: b.reason})
-			}
+		case errors.Is(err, storage.ErrNotExist):
+			bad = append(bad, badCopy{c.Name, "missing"})
+		case isFatalStorage(err) || ctx.Err() != nil:
+			bad = nil // site unreachable: leave it for another run
+			rep.Unrepairable = append(rep.Unrepairable, Problem{Tenant: t.Name, Object: o.key, Err: fmt.Errorf("site %s: %w", c.Name, err)})
+		default:
+			bad = append(bad, badCopy{c.Name, err.Error()})
 		}
 	}
-	return nil
+	if len(bad) == 0 {
+		return nil
+	}
+	if good == nil {
+		rep.Unrepairable = append(rep.Unrepairable, Problem{Tenant: t.Name, Object: o.key, Err: errors.New("no site holds a good copy")})
+		return nil
+	}
+	for _, b := range bad {
+		for _, c := range sites {
+			if c.Name != b.site {
+				continue
+			}
+			if !apply {
+				rep.Fixed = append(rep.Fixed, Fix{Site: c.Name, Object: o.key, From: from, Reason: b.reason})
+				continue
+			}
+			// Every object repaired here is a data object: retained
+			// like the original (a plain put, as it replaces a bad copy).
+			if err := c.Storage.Put(ctx, o.key, bytes.NewReader(good), int64(len(good)), &storage.PutOptions{Retain: true}); err != nil {
+				rep.Unrepairable = append(rep.Unrepairable, Problem{Tenant: t.Name, Object: o.key, Err: fmt.Errorf("site %s: %w", c.Name, err)})
+				continue
+			}
+			rep.Fixed = append(rep.Fixed, Fix{Site: c.Name, Object: o.key, From: from, Reason: b.reason})
+		}
+	}
+	return ctx.Err()
 }
 
 // verifyPack authenticates a whole pack: trailer, header, and every chunk
@@ -235,23 +284,14 @@ func (r *Repo) CheckSites(ctx context.Context, rep *CheckReport) error {
 	if ms == nil {
 		return nil
 	}
-	names, err := r.TenantNames(ctx)
+	// Tenants whose keys do not open are reported by Check.
+	_, names, subs, err := r.repairTenants(ctx, ms, false)
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		t, err := r.Tenant(ctx, n, false)
-		if err != nil {
-			continue // reported by Check
-		}
-		var rr RepairReport
-		err = t.repairTenant(ctx, ms, &rr, false)
-		t.Close()
-		if err != nil {
-			return err
-		}
+	for i, rr := range subs {
 		for _, f := range rr.Fixed {
-			rep.Problems = append(rep.Problems, Problem{Tenant: n, Site: f.Site, Object: f.Object,
+			rep.Problems = append(rep.Problems, Problem{Tenant: names[i], Site: f.Site, Object: f.Object,
 				Err: fmt.Errorf("copy %s: %w", f.Reason, ErrBadCopy)})
 		}
 		rep.Problems = append(rep.Problems, rr.Unrepairable...)
