@@ -253,3 +253,33 @@ func TestRepairReadsConcurrently(t *testing.T) {
 	}
 	checkClean(t, r)
 }
+
+// TestPruneReadsTreesConcurrently prunes a tenant of 20 snapshots: prune
+// walks every snapshot's tree to know the chunks in use, many at once.
+func TestPruneReadsTreesConcurrently(t *testing.T) {
+	ctx := context.Background()
+	g := &testutil.Gate{Storage: storage.NewMem(), Match: "/p/", Want: 8}
+	r := testutil.InitRepo(t, g, testutil.SmallChunks)
+	ten, err := r.Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range 20 {
+		if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader([]byte(fmt.Sprint(j))), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ten.Close()
+	g.Start()
+	rep, err := r.Prune(ctx, nil)
+	most, reads := g.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Snapshots != 20 || rep.PacksMarked != 0 {
+		t.Fatalf("prune %+v", rep)
+	}
+	if most < g.Want {
+		t.Errorf("at most %d of %d tree reads in flight at once, want %d", most, reads, g.Want)
+	}
+}

@@ -118,6 +118,16 @@ func inOrder[R any](ctx context.Context, b *budget, n int, size func(i int) int6
 	return subs, err
 }
 
+// treeSize is what reading s's tree holds at most: its first streamAhead
+// chunks.
+func treeSize(s *format.Snapshot) int64 {
+	var n int64
+	for _, c := range s.Tree[:min(len(s.Tree), streamAhead)] {
+		n += int64(c.Len)
+	}
+	return n
+}
+
 // addRead adds the problems found and bytes read of subs to rep.
 func (rep *CheckReport) addRead(subs []CheckReport) {
 	for i := range subs {
@@ -223,14 +233,7 @@ func (t *Tenant) CheckTenant(ctx context.Context, opts CheckOptions, rep *CheckR
 		add(b.Key, b.Err)
 	}
 	rep.Snapshots += int64(len(snaps))
-	treeSize := func(i int) int64 {
-		var n int64
-		for _, c := range snaps[i].Tree[:min(len(snaps[i].Tree), streamAhead)] {
-			n += int64(c.Len)
-		}
-		return n
-	}
-	subs, err := inOrder(ctx, opts.lim.trees, len(snaps), treeSize, func(ctx context.Context, i int, sub *CheckReport) error {
+	subs, err := inOrder(ctx, opts.lim.trees, len(snaps), func(i int) int64 { return treeSize(snaps[i]) }, func(ctx context.Context, i int, sub *CheckReport) error {
 		return t.checkSnapshot(ctx, loader, snaps[i], func(obj string, err error) {
 			sub.Problems = append(sub.Problems, Problem{Tenant: t.Name, Object: obj, Err: err})
 		})

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/reprise-backup/reprise/crypto"
@@ -551,26 +552,39 @@ func (t *Tenant) pruneRecords(ctx context.Context, cutoff time.Time, rep *PruneR
 
 // usedChunks walks every snapshot's tree and returns the chunks they use
 // (tree chunks included). A tree that cannot be read stops the prune.
+// Trees are read as Check reads them, many at once within a bound (over an
+// object store each costs round trips, and a tenant backed up hourly keeps
+// thousands of snapshots).
 func (t *Tenant) usedChunks(ctx context.Context, idx *Index, snaps []*format.Snapshot) (map[crypto.ID]bool, error) {
+	var mu sync.Mutex
 	used := map[crypto.ID]bool{}
 	loader := t.NewLoader(idx)
-	for _, s := range snaps {
-		for _, c := range s.Tree {
-			used[c.ID] = true
-		}
-		tr := format.NewTreeReader(loader.StreamReader(ctx, s.Tree))
-		for {
-			n, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("prune refused: tree of snapshot %s unreadable: %w", s.ID.Short(), err)
-			}
-			for _, c := range n.Chunks {
+	_, err := inOrder(ctx, newBudget(treeCheckers, treeBytes), len(snaps), func(i int) int64 { return treeSize(snaps[i]) },
+		func(ctx context.Context, i int, _ *struct{}) error {
+			s := snaps[i]
+			mu.Lock()
+			for _, c := range s.Tree {
 				used[c.ID] = true
 			}
-		}
+			mu.Unlock()
+			tr := format.NewTreeReader(loader.StreamReader(ctx, s.Tree))
+			for {
+				n, err := tr.Next()
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return fmt.Errorf("prune refused: tree of snapshot %s unreadable: %w", s.ID.Short(), err)
+				}
+				mu.Lock()
+				for _, c := range n.Chunks {
+					used[c.ID] = true
+				}
+				mu.Unlock()
+			}
+		})
+	if err != nil {
+		return nil, err
 	}
 	return used, nil
 }
