@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/reprise-backup/reprise"
@@ -266,4 +268,87 @@ func TestSingleDomainRefused(t *testing.T) {
 	if _, err := testutil.InitRepo(t, storage.NewMem(), testutil.SmallChunks).Repair(context.Background()); !errors.Is(err, reprise.ErrSingleSite) {
 		t.Errorf("repair of a single site: %v", err)
 	}
+}
+
+// putRecorder notes, for every key put, whether the put asked for
+// retention.
+type putRecorder struct {
+	storage.Storage
+	mu       sync.Mutex
+	retained map[string]bool
+}
+
+func (p *putRecorder) Put(ctx context.Context, key string, r io.ReaderAt, size int64, opts *storage.PutOptions) error {
+	p.mu.Lock()
+	if p.retained == nil {
+		p.retained = map[string]bool{}
+	}
+	p.retained[key] = opts != nil && opts.Retain
+	p.mu.Unlock()
+	return p.Storage.Put(ctx, key, r, size, opts)
+}
+
+// TestRebuiltSiteCopiesRetained: a site wiped and rebuilt by repair gets
+// its copies of packs, indexes, snapshots and run records with retention
+// (S3 Object Lock), as the originals were put, and its copies of key
+// material and coordination objects without, so that crypto-shredding
+// still works on it.
+func TestRebuiltSiteCopiesRetained(t *testing.T) {
+	ctx := context.Background()
+	rbx := &putRecorder{Storage: storage.NewMem()}
+	ms, err := multisite.New([]multisite.Site{
+		{Name: "sbg", Domain: "sbg-dc", Storage: storage.NewMem()},
+		{Name: "rbx", Domain: "rbx-dc", Storage: rbx},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testutil.InitRepo(t, ms, testutil.SmallChunks)
+	ten := tenant(t, r, "acme")
+	if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader(testutil.RandBytes(rand.New(rand.NewPCG(3, 3)), 3<<20)), nil); err != nil {
+		t.Fatal(err)
+	}
+	// Written by the backup: with retention exactly where the original
+	// write asked for it.
+	isData := func(k string) bool {
+		p := strings.Split(k, "/")
+		return len(p) > 3 && p[0] == "t" && strings.Contains("pisr", p[2]) && len(p[2]) == 1
+	}
+	rbx.mu.Lock()
+	for k, ret := range rbx.retained {
+		if ret != isData(k) {
+			t.Errorf("backup put %s with retention %v", k, ret)
+		}
+	}
+	rbx.retained = nil
+	rbx.mu.Unlock()
+
+	// The site burns and is rebuilt empty.
+	var keys []string
+	if err := rbx.List(ctx, "", func(i storage.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if err := rbx.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data, other := 0, 0
+	for k, ret := range rbx.retained {
+		if ret != isData(k) {
+			t.Errorf("repair copied %s with retention %v", k, ret)
+		}
+		if isData(k) {
+			data++
+		} else {
+			other++
+		}
+	}
+	if data == 0 || other == 0 || data+other != len(keys) {
+		t.Errorf("repair copied %d data objects and %d others; the site held %d", data, other, len(keys))
+	}
+	checkClean(t, r)
 }

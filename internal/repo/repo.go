@@ -135,6 +135,7 @@ func Init(ctx context.Context, st storage.Storage, cred Credentials, opts InitOp
 		return nil, err
 	}
 	r := &Repo{St: st, Config: cfg, Log: logger(log), repoKey: rk}
+	retainCopies(st)
 	r.deriveRepoKeys()
 	slot, priv, err := r.newSlot(ctx, cred, opts.Argon2, opts.Label)
 	if err != nil {
@@ -244,6 +245,7 @@ func Open(ctx context.Context, st storage.Storage, cred Credentials, log *slog.L
 		return nil, err
 	}
 	r := &Repo{St: st, Config: cfg, Log: logger(log)}
+	retainCopies(st)
 	slots, err := r.readSlots(ctx)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"strings"
 
 	"github.com/reprise-backup/reprise/storage"
 )
@@ -15,4 +16,28 @@ import (
 // erasing a tenant must stay possible by destroying its keys.
 func putData(ctx context.Context, st storage.Storage, key string, b []byte) error {
 	return st.Put(ctx, key, bytes.NewReader(b), int64(len(b)), &storage.PutOptions{IfNotExist: true, Retain: true})
+}
+
+// RetainedKey reports whether key names one of a tenant's data objects,
+// which putData stores with retention: a pack, an index, a snapshot or a
+// run record ("t/<handle>/{p,i,s,r}/..."). A multi-site store copies these
+// with retention too (multisite.Store.RetainCopies, set by Init and Open).
+func RetainedKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, dataPrefix)
+	if !ok {
+		return false
+	}
+	if _, rest, ok = strings.Cut(rest, "/"); !ok {
+		return false
+	}
+	area, _, ok := strings.Cut(rest, "/")
+	return ok && (area == "p" || area == "i" || area == "s" || area == "r")
+}
+
+// retainCopies has a multi-site store under st, if any, copy data objects
+// with retention (see RetainedKey).
+func retainCopies(st storage.Storage) {
+	if ms := FindMultisite(st); ms != nil {
+		ms.RetainCopies(RetainedKey)
+	}
 }

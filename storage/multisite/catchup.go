@@ -534,11 +534,31 @@ func (s *Store) copyFrom(ctx context.Context, key string, sources []int, to int,
 	return &multiError{msg: "copy failed", errs: errs}
 }
 
+// RetainCopies tells CatchUp and Resync which copies to put with
+// storage.PutOptions.Retain, as the originals were: keys are opaque to a
+// Store, and the layer above knows which objects are history to retain.
+// Without it no copy is retained, so that a site rebuilt by Resync would
+// hold its copies without the retention (S3 Object Lock) its originals
+// had, deletable with that site's credentials. A Reprise repository opened
+// on the Store sets it (packs, indexes, snapshots and run records); nil
+// unsets it.
+func (s *Store) RetainCopies(retain func(key string) bool) {
+	if retain == nil {
+		s.retain.Store(nil)
+		return
+	}
+	s.retain.Store(&retain)
+}
+
 // copyObject copies key from one site to another.
 func (s *Store) copyObject(ctx context.Context, key string, from, to int, size int64) error {
 	src := &blockReaderAt{ctx: ctx, st: s.sites[from].st, key: key, size: size}
+	var opts *storage.PutOptions
+	if retain := s.retain.Load(); retain != nil && (*retain)(key) {
+		opts = &storage.PutOptions{Retain: true}
+	}
 	start := time.Now()
-	err := s.sites[to].st.Put(ctx, key, src, size, nil)
+	err := s.sites[to].st.Put(ctx, key, src, size, opts)
 	s.sites[from].bytesRead.Add(src.read)
 	if src.err != nil {
 		s.observe(ctx, from, src.err, -1)

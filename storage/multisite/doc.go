@@ -46,7 +46,9 @@
 //     missed. Any later process finds these journals and catches the site
 //     up ([Store.CatchUp]). The journal holds nothing but key names, which
 //     are opaque hex names (random, or keyed hashes) that every site
-//     already stores; the journal objects are hidden from List.
+//     already stores; the journal objects are hidden from List. Catch-up
+//     copies are put with retention (S3 Object Lock) for the keys
+//     [Store.RetainCopies] names, as the originals were.
 //   - A put that is not durable fails with an error wrapping [ErrQuorum]
 //     and each failing site's error (naming the site). The sites that
 //     took it keep their copy and the others are journaled: unlike a

@@ -102,7 +102,8 @@ type Store struct {
 	pinOrder  bool          // tests: ignore latency in readOrder
 	claimWait time.Duration // see create
 
-	ndel atomic.Int64 // delete marks in missed
+	ndel   atomic.Int64                          // delete marks in missed
+	retain atomic.Pointer[func(key string) bool] // see RetainCopies
 
 	mu     sync.Mutex
 	missed []map[string]mark // per site: key -> what it missed
