@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -236,22 +237,7 @@ func (f *fileState) resumePartial(l *repo.Loader, n *format.Node) (have []bool, 
 		pf.Close()
 		return nil, 0
 	}
-	have = make([]bool, len(n.Chunks))
-	var buf []byte
-	var off int64
-	for i, c := range n.Chunks {
-		if end := off + int64(c.Len); end <= fi.Size() {
-			if cap(buf) < int(c.Len) {
-				buf = make([]byte, c.Len)
-			}
-			buf = buf[:c.Len]
-			if _, err := pf.ReadAt(buf, off); err == nil && l.Matches(c.ID, buf) {
-				have[i] = true
-				kept += int64(c.Len)
-			}
-		}
-		off += int64(c.Len)
-	}
+	have, kept = matchChunks(pf, fi.Size(), l, n.Chunks, false)
 	if kept == 0 {
 		pf.Close()
 		return nil, 0
@@ -591,23 +577,61 @@ func (d *dirRestore) alreadyThere(final string, n *format.Node) bool {
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	var buf []byte
-	for _, c := range n.Chunks {
-		if cap(buf) < int(c.Len) {
-			buf = make([]byte, c.Len)
-		}
-		buf = buf[:c.Len]
-		if _, err := io.ReadFull(f, buf); err != nil {
-			return false
-		}
-		if !d.s.loader.Matches(c.ID, buf) {
-			return false
-		}
+	have, _ := matchChunks(f, fi.Size(), d.s.loader, n.Chunks, true)
+	f.Close()
+	if have == nil {
+		return false
 	}
 	if os.Chmod(final, fs.FileMode(n.Mode&0o777)|modeExtra(n.Mode)) != nil {
 		return false
 	}
 	mt := time.Unix(0, n.MTime)
 	return os.Chtimes(final, mt, mt) == nil
+}
+
+// matchChunks reads chunks from f at their offsets (within size bytes),
+// on every core, and reports which hash to their IDs and how many bytes
+// those hold: a resume checks what a restore already wrote, maybe most of
+// a terabyte, before it goes on. With all, it stops at the first chunk
+// that does not match and then returns nil.
+func matchChunks(f io.ReaderAt, size int64, l *repo.Loader, chunks []format.ChunkRef, all bool) ([]bool, int64) {
+	offs := make([]int64, len(chunks))
+	var off int64
+	for i, c := range chunks {
+		offs[i] = off
+		off += int64(c.Len)
+	}
+	have := make([]bool, len(chunks))
+	var next, kept atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(chunks)) {
+		wg.Go(func() {
+			var buf []byte
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(chunks) || all && failed.Load() {
+					return
+				}
+				c := chunks[i]
+				ok := offs[i]+int64(c.Len) <= size
+				if ok {
+					buf = slices.Grow(buf[:0], int(c.Len))[:c.Len]
+					_, err := f.ReadAt(buf, offs[i])
+					ok = err == nil && l.Matches(c.ID, buf)
+				}
+				if ok {
+					have[i] = true // each i is one worker's
+					kept.Add(int64(c.Len))
+				} else if all {
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if all && failed.Load() {
+		return nil, 0
+	}
+	return have, kept.Load()
 }
