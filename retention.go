@@ -114,8 +114,9 @@ func sortNewestFirst(ds []Decision) {
 // snapshot objects it does not keep (their data stays until Prune), and
 // returns every decision with its reasons, newest first. A snapshot the
 // storage retains is not an error: it stays, and its decision says
-// Retained. In an append-only repository Forget fails with ErrAppendOnly
-// (unless DryRun).
+// Retained. Snapshots are deleted many at once; if some deletes fail, the
+// others still happen and the first failure is returned. In an
+// append-only repository Forget fails with ErrAppendOnly (unless DryRun).
 func (t *Tenant) Forget(ctx context.Context, p Retention, opts *ForgetOptions) ([]Decision, error) {
 	if p.IsZero() {
 		return nil, ErrEmptyPolicy
@@ -136,23 +137,29 @@ func (t *Tenant) Forget(ctx context.Context, p Retention, opts *ForgetOptions) (
 	if opts.DryRun {
 		return ds, nil
 	}
+	var ids []crypto.ID
+	var forget []*Decision
 	for i := range ds {
-		d := &ds[i]
-		if d.Keep {
+		if ds[i].Keep {
 			continue
 		}
-		id, err := crypto.ParseID(d.Snapshot.ID)
+		id, err := crypto.ParseID(ds[i].Snapshot.ID)
 		if err != nil {
 			return ds, err
 		}
-		if err := t.t.DeleteSnapshot(ctx, id); errors.Is(err, storage.ErrRetained) {
+		ids, forget = append(ids, id), append(forget, &ds[i])
+	}
+	var first error
+	for i, err := range t.t.DeleteSnapshots(ctx, ids) {
+		d := forget[i]
+		if errors.Is(err, storage.ErrRetained) {
 			d.Retained = true
 			d.RetainedUntil, _ = storage.RetainedUntil(err)
-		} else if err != nil {
-			return ds, fmt.Errorf("forgetting snapshot %s: %w", d.Snapshot.ShortID(), err)
+		} else if err != nil && first == nil {
+			first = fmt.Errorf("forgetting snapshot %s: %w", d.Snapshot.ShortID(), err)
 		}
 	}
-	return ds, nil
+	return ds, first
 }
 
 // PruneOptions tune Prune. The zero value is safe.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reprise-backup/reprise"
 	"github.com/reprise-backup/reprise/backup"
@@ -282,4 +283,55 @@ func TestPruneReadsTreesConcurrently(t *testing.T) {
 	if most < g.Want {
 		t.Errorf("at most %d of %d tree reads in flight at once, want %d", most, reads, g.Want)
 	}
+}
+
+// TestForgetAndPruneDeleteConcurrently forgets 19 of 20 snapshots, then
+// prunes their packs away: both delete many objects at once.
+func TestForgetAndPruneDeleteConcurrently(t *testing.T) {
+	ctx := context.Background()
+	g := &testutil.Gate{Storage: storage.NewMem(), Want: 8, Deletes: true}
+	r := testutil.InitRepo(t, g, testutil.SmallChunks)
+	ten, err := r.Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(6, 6))
+	for range 20 {
+		if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader(testutil.RandBytes(rng, 200<<10)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.Match = "/s/"
+	g.Start()
+	ds, err := ten.Forget(ctx, reprise.Retention{KeepLast: 1}, nil)
+	most, deletes := g.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snaps, _ := ten.Snapshots(ctx); len(ds) != 20 || len(snaps) != 1 {
+		t.Fatalf("forget: %d decisions, %d snapshots left", len(ds), len(snaps))
+	}
+	if most < g.Want {
+		t.Errorf("forget: at most %d of %d snapshot deletes in flight at once, want %d", most, deletes, g.Want)
+	}
+	ten.Close()
+
+	now := time.Now()
+	if rep := mustPrune(t, r, &reprise.PruneOptions{Now: now}); rep.PacksMarked < 19 {
+		t.Fatalf("prune marked %d packs", rep.PacksMarked)
+	}
+	g.Match = "/p/"
+	g.Start()
+	rep, err := r.Prune(ctx, &reprise.PruneOptions{Now: now.Add(2 * time.Hour)})
+	most, deletes = g.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PacksDeleted < 19 {
+		t.Fatalf("prune deleted %d packs", rep.PacksDeleted)
+	}
+	if most < g.Want {
+		t.Errorf("prune: at most %d of %d pack deletes in flight at once, want %d", most, deletes, g.Want)
+	}
+	checkClean(t, r)
 }

@@ -370,8 +370,8 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 		if err := t.WriteIndex(ctx, entries); err != nil {
 			return nil, fmt.Errorf("writing the consolidated index: %w", err)
 		}
-		for _, k := range indexKeys {
-			err := t.Repo.St.Delete(ctx, k)
+		for i, err := range deleteEach(ctx, t.Repo.St, indexKeys) {
+			k := indexKeys[i]
 			switch {
 			case err == nil || errors.Is(err, storage.ErrNotExist):
 				rep.IndexesRemoved++
@@ -408,6 +408,8 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 	}
 	var carry []carried
 	rep.PacksDeleted, rep.BytesDeleted = 0, 0
+	var gone []crypto.ID
+	var goneKeys []string
 	for _, p := range sweep {
 		if until, ok := held[p]; ok || heldUnknown[p] {
 			if heldUnknown[p] {
@@ -416,7 +418,10 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 			carry = append(carry, carried{p, until})
 			continue
 		}
-		err := t.Repo.St.Delete(ctx, t.PackKey(p))
+		gone, goneKeys = append(gone, p), append(goneKeys, t.PackKey(p))
+	}
+	for i, err := range deleteEach(ctx, t.Repo.St, goneKeys) {
+		p := gone[i]
 		switch {
 		case err == nil || errors.Is(err, storage.ErrNotExist):
 			rep.PacksDeleted++
@@ -459,8 +464,12 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 		rep.PacksRetained = len(carry)
 		rep.PacksWaiting += len(carry)
 	}
-	for _, ts := range swept {
-		if err := t.Repo.St.Delete(ctx, ts.key); err != nil && !errors.Is(err, storage.ErrNotExist) {
+	sweptKeys := make([]string, len(swept))
+	for i, ts := range swept {
+		sweptKeys[i] = ts.key
+	}
+	for _, err := range deleteEach(ctx, t.Repo.St, sweptKeys) {
+		if err != nil && !errors.Is(err, storage.ErrNotExist) {
 			return nil, err
 		}
 	}
@@ -477,11 +486,11 @@ func (t *Tenant) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, er
 		}
 		rep.PacksWaiting += len(mark)
 	}
-	for _, k := range leases.removable {
-		if err := t.Repo.St.Delete(ctx, k); err == nil {
+	for i, err := range deleteEach(ctx, t.Repo.St, leases.removable) {
+		if err == nil {
 			rep.LeasesRemoved++
 		} else if !errors.Is(err, storage.ErrNotExist) {
-			t.Repo.Log.Warn("could not remove a stale lease object", "object", k, "err", err)
+			t.Repo.Log.Warn("could not remove a stale lease object", "object", leases.removable[i], "err", err)
 		}
 	}
 	if opts.RecordsKeep >= 0 {
@@ -532,13 +541,16 @@ func (t *Tenant) pruneRecords(ctx context.Context, cutoff time.Time, rep *PruneR
 			newestOK[k] = r
 		}
 	}
+	var keys []string
 	for _, r := range recs {
 		k := series{r.Kind, r.Source}
-		if newest[k] == r || newestOK[k] == r {
-			continue
+		if newest[k] != r && newestOK[k] != r {
+			keys = append(keys, t.RecordKey(r.ID))
 		}
-		key := t.RecordKey(r.ID)
-		switch err := t.Repo.St.Delete(ctx, key); {
+	}
+	for i, err := range deleteEach(ctx, t.Repo.St, keys) {
+		key := keys[i]
+		switch {
 		case err == nil || errors.Is(err, storage.ErrNotExist):
 			rep.RecordsRemoved++
 		case errors.Is(err, storage.ErrRetained):
@@ -587,4 +599,25 @@ func (t *Tenant) usedChunks(ctx context.Context, idx *Index, snaps []*format.Sna
 		return nil, err
 	}
 	return used, nil
+}
+
+// deleteEach deletes keys, metaReaders at once, and returns each key's
+// error, in order: over an object store every delete is a round trip, and
+// a prune (or a first forget) may delete thousands of objects. Callers
+// handle the errors in order, as when they deleted one after the other,
+// except that a failure no longer keeps the keys after it from being
+// deleted, which none of them relies on.
+func deleteEach(ctx context.Context, st storage.Storage, keys []string) []error {
+	errs := make([]error, len(keys))
+	slots := make(chan struct{}, metaReaders)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			errs[i] = st.Delete(ctx, k)
+		})
+	}
+	wg.Wait()
+	return errs
 }

@@ -141,12 +141,28 @@ func (t *Tenant) FindSnapshot(ctx context.Context, ref string) (*format.Snapshot
 // error wrapping storage.ErrRetained when the storage retains the object
 // (which then stays, and keeps its data from prune).
 func (t *Tenant) DeleteSnapshot(ctx context.Context, id crypto.ID) error {
+	return t.DeleteSnapshots(ctx, []crypto.ID{id})[0]
+}
+
+// DeleteSnapshots is DeleteSnapshot for each of ids, many at once (a
+// first forget on a tenant backed up hourly deletes thousands); errs[i] is
+// ids[i]'s.
+func (t *Tenant) DeleteSnapshots(ctx context.Context, ids []crypto.ID) (errs []error) {
+	errs = make([]error, len(ids))
 	if err := t.Repo.RefuseAppendOnly("forgetting a snapshot"); err != nil {
-		return err
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
-	err := t.Repo.St.Delete(ctx, t.SnapshotKey(id))
-	if errors.Is(err, storage.ErrNotExist) {
-		return nil
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = t.SnapshotKey(id)
 	}
-	return err
+	for i, err := range deleteEach(ctx, t.Repo.St, keys) {
+		if !errors.Is(err, storage.ErrNotExist) {
+			errs[i] = err
+		}
+	}
+	return errs
 }
