@@ -79,6 +79,25 @@ func TestTenantsReadsEnvelopesConcurrently(t *testing.T) {
 	}
 }
 
+// tinyBackups makes tenants customer-0, customer-1... of backups small
+// stream backups each, all different.
+func tinyBackups(t *testing.T, r *reprise.Repository, tenants, backups int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range tenants {
+		ten, err := r.Tenant(ctx, fmt.Sprint("customer-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range backups {
+			if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader([]byte(fmt.Sprint(i, "-", j))), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ten.Close()
+	}
+}
+
 // TestHealthReadsConcurrently checks one tenant with 20 run records, then
 // 10 tenants of one record each: records are read many at once, and
 // tenants too.
@@ -87,18 +106,7 @@ func TestHealthReadsConcurrently(t *testing.T) {
 	for _, c := range []struct{ tenants, backups int }{{1, 20}, {10, 1}} {
 		g := &testutil.Gate{Storage: storage.NewMem(), Match: "/r/", Want: 8}
 		r := testutil.InitRepo(t, g, testutil.SmallChunks)
-		for i := range c.tenants {
-			ten, err := r.Tenant(ctx, fmt.Sprint("customer-", i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for j := range c.backups {
-				if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader([]byte(fmt.Sprint(j))), nil); err != nil {
-					t.Fatal(err)
-				}
-			}
-			ten.Close()
-		}
+		tinyBackups(t, r, c.tenants, c.backups)
 		g.Start()
 		rep, err := r.Health(ctx, nil)
 		most, reads := g.Stop()
@@ -157,18 +165,7 @@ func TestCheckReadsConcurrently(t *testing.T) {
 	}{{1, 20, "/p/"}, {10, 1, "/s/"}} {
 		g := &testutil.Gate{Storage: storage.NewMem(), Match: c.match, Want: 8}
 		r := testutil.InitRepo(t, g, testutil.SmallChunks)
-		for i := range c.tenants {
-			ten, err := r.Tenant(ctx, fmt.Sprint("customer-", i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for j := range c.backups {
-				if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader([]byte(fmt.Sprint(i, j))), nil); err != nil {
-					t.Fatal(err)
-				}
-			}
-			ten.Close()
-		}
+		tinyBackups(t, r, c.tenants, c.backups)
 		g.Start()
 		rep, err := r.Check(ctx, nil)
 		most, reads := g.Stop()
@@ -261,16 +258,7 @@ func TestPruneReadsTreesConcurrently(t *testing.T) {
 	ctx := context.Background()
 	g := &testutil.Gate{Storage: storage.NewMem(), Match: "/p/", Want: 8}
 	r := testutil.InitRepo(t, g, testutil.SmallChunks)
-	ten, err := r.Tenant(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for j := range 20 {
-		if _, err := backup.Stream(ctx, ten, "db", bytes.NewReader([]byte(fmt.Sprint(j))), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ten.Close()
+	tinyBackups(t, r, 1, 20)
 	g.Start()
 	rep, err := r.Prune(ctx, nil)
 	most, reads := g.Stop()
