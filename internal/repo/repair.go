@@ -171,7 +171,7 @@ func (t *Tenant) repairTenant(ctx context.Context, ms *multisite.Store, lim *bud
 		}
 	}
 	subs, err := inOrder(ctx, lim, len(objs), func(i int) int64 { return 2 * objs[i].size }, func(ctx context.Context, i int, sub *RepairReport) error {
-		return t.repairObject(ctx, ms, objs[i], sub, apply)
+		return t.repairCopies(ctx, ms, objs[i], sub, apply)
 	})
 	for i := range subs {
 		rep.add(&subs[i])
@@ -187,9 +187,9 @@ type repairObject struct {
 	verify func([]byte) error
 }
 
-// repairObject reads o from every site and verifies each copy; with apply
+// repairCopies reads o from every site and verifies each copy; with apply
 // it replaces the missing or bad copies with a good one.
-func (t *Tenant) repairObject(ctx context.Context, ms *multisite.Store, o repairObject, rep *RepairReport, apply bool) error {
+func (t *Tenant) repairCopies(ctx context.Context, ms *multisite.Store, o repairObject, rep *RepairReport, apply bool) error {
 	var good []byte
 	var from string
 	type badCopy struct{ site, reason string }
