@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -279,31 +278,27 @@ func (t *Tenant) checkSnapshot(ctx context.Context, loader *Loader, s *format.Sn
 			return nil
 		}
 	}
-	tr := format.NewTreeReader(loader.StreamReader(ctx, s.Tree))
-	for {
-		n, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var ce *ChunkError
-			if errors.As(err, &ce) && ce.Object != "" {
-				add(ce.Object, fmt.Errorf("tree of snapshot %s: %w", s.ID.Short(), err))
-			} else {
-				add(key, fmt.Errorf("reading tree: %w", err))
-			}
-			return nil
-		}
+	err := loader.EachNode(ctx, s.Tree, func(n *format.Node) {
 		for _, c := range n.Chunks {
 			if !loader.idx.Has(c.ID) {
 				add(key, fmt.Errorf("file %q: chunk %s: %w", n.Path, c.ID.Short(), ErrChunkMissing))
 				break
 			}
 		}
+	})
+	if err == nil {
+		return nil
 	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ce *ChunkError
+	if errors.As(err, &ce) && ce.Object != "" {
+		add(ce.Object, fmt.Errorf("tree of snapshot %s: %w", s.ID.Short(), err))
+	} else {
+		add(key, fmt.Errorf("reading tree: %w", err))
+	}
+	return nil
 }
 
 // checkPack reads a whole pack and verifies its header against the index

@@ -323,6 +323,22 @@ func (l *Loader) StreamReader(ctx context.Context, refs []format.ChunkRef) io.Re
 
 const streamAhead = 4
 
+// EachNode reads the tree stored in refs and calls fn with each node, in
+// order; it returns the first error reading or decoding the tree.
+func (l *Loader) EachNode(ctx context.Context, refs []format.ChunkRef, fn func(*format.Node)) error {
+	tr := format.NewTreeReader(l.StreamReader(ctx, refs))
+	for {
+		n, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(n)
+	}
+}
+
 type loaded struct {
 	buf  []byte
 	err  error

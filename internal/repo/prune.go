@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -579,21 +578,17 @@ func (t *Tenant) usedChunks(ctx context.Context, idx *Index, snaps []*format.Sna
 				used[c.ID] = true
 			}
 			mu.Unlock()
-			tr := format.NewTreeReader(loader.StreamReader(ctx, s.Tree))
-			for {
-				n, err := tr.Next()
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil {
-					return fmt.Errorf("prune refused: tree of snapshot %s unreadable: %w", s.ID.Short(), err)
-				}
+			err := loader.EachNode(ctx, s.Tree, func(n *format.Node) {
 				mu.Lock()
 				for _, c := range n.Chunks {
 					used[c.ID] = true
 				}
 				mu.Unlock()
+			})
+			if err != nil {
+				return fmt.Errorf("prune refused: tree of snapshot %s unreadable: %w", s.ID.Short(), err)
 			}
+			return nil
 		})
 	if err != nil {
 		return nil, err
